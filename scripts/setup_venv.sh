@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Idempotent set-up of .venv at the repository root with the project installed (editable).
+# Safe to rerun: it only installs what is missing or changed.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+PY=${PYTHON:-python3}
+venv="$root/.venv"
+stamp="$venv/.setup-stamp"
+want=$(cat pyproject.toml requirements/*.txt scripts/setup_venv.sh | sha256sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/fastmri-untrained" ]; then
+  exit 0
+fi
+echo "[setup] creating/updating $venv" >&2
+[ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
+pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check)
+# torch first, from the pinned CPU wheel; every later step is constrained to it.
+"${pip[@]}" -c requirements/constraints.txt torch
+"${pip[@]}" -c requirements/constraints.txt -r requirements/runtime.txt 2> >(grep -v "^WARNING: Location" >&2)
+"${pip[@]}" --no-deps fastmri==0.3.0
+"${pip[@]}" --no-deps -e .
+# A CUDA torchvision beside CPU torch breaks `import pytorch_lightning`; never leave one here.
+if "$venv/bin/python" -m pip show -q torchvision >/dev/null 2>&1; then
+  "$venv/bin/python" -m pip uninstall -y -q torchvision
+fi
+"$venv/bin/python" -c "import torch, fastmri, sigpy, pytorch_lightning, fastmri_untrained" \
+  || { echo "[setup] import check failed" >&2; exit 1; }
+echo "$want" > "$stamp"
+echo "[setup] ready: $venv/bin/fastmri-untrained" >&2
