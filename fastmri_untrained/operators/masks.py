@@ -1,0 +1,99 @@
+"""Sampling masks: fastMRI's Cartesian mask functions and SigPy's 2-D Poisson-disk masks."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from fastmri.data.subsample import create_mask_for_mask_type
+
+FASTMRI_MASK_TYPES = ("random", "equispaced", "equispaced_fraction", "magic", "magic_fraction")
+MASK_TYPES = FASTMRI_MASK_TYPES + ("poisson",)
+
+
+def check_mask_args(mask_type: str, accelerations: Sequence[float], center_fractions: Sequence[float]):
+    """Validate mask arguments before any work; raises ValueError naming the bad argument."""
+    if mask_type not in MASK_TYPES:
+        raise ValueError(f"--mask-type: unknown mask type {mask_type!r}; choose from {', '.join(MASK_TYPES)}")
+    if not accelerations:
+        raise ValueError("--accelerations: at least one acceleration is needed")
+    for a in accelerations:
+        if not a >= 1:
+            raise ValueError(f"--accelerations: acceleration must be >= 1, got {a}")
+    if len(center_fractions) != len(accelerations):
+        raise ValueError("--center-fractions: give one centre fraction per acceleration")
+    for c in center_fractions:
+        if not 0 < c <= 1:
+            raise ValueError(f"--center-fractions: centre fraction must be in (0, 1], got {c}")
+
+
+def fastmri_mask_func(mask_type: str, accelerations: Sequence[float], center_fractions: Sequence[float]):
+    """fastmri.data.subsample mask function (for SliceDataset transforms)."""
+    check_mask_args(mask_type, accelerations, center_fractions)
+    if mask_type == "poisson":
+        raise ValueError("poisson masks are 2-D; use poisson_mask, not a fastMRI column mask function")
+    return create_mask_for_mask_type(mask_type, list(center_fractions), list(accelerations))
+
+
+def column_mask(mask_type: str, shape: tuple[int, int], acceleration: float, center_fraction: float,
+                seed: int = 0) -> torch.Tensor:
+    """A fastMRI column mask of shape (1, W) (broadcasts over readout) for k-space (H, W)."""
+    func = fastmri_mask_func(mask_type, [acceleration], [center_fraction])
+    mask, _ = func((1, shape[0], shape[1], 1), seed=seed)
+    return mask.reshape(1, shape[1]).float()
+
+
+def poisson_mask(shape: tuple[int, int], acceleration: float, calib: int = 24, seed: int = 0) -> torch.Tensor:
+    """2-D variable-density Poisson-disk mask (H, W) from sigpy.mri.poisson."""
+    import sigpy.mri
+
+    if acceleration < 1:
+        raise ValueError(f"acceleration must be >= 1, got {acceleration}")
+    mask = sigpy.mri.poisson(tuple(shape), acceleration, calib=(calib, calib), seed=seed, dtype=np.float32)
+    return torch.from_numpy(np.real(mask).astype(np.float32))
+
+
+def make_mask(mask_type: str, shape: tuple[int, int], acceleration: float, center_fraction: float,
+              seed: int = 0) -> torch.Tensor:
+    """Mask for k-space of shape (H, W): (1, W) for fastMRI types, (H, W) for ``poisson``."""
+    if mask_type == "poisson":
+        return poisson_mask(shape, acceleration, calib=max(2, round(center_fraction * shape[1])), seed=seed)
+    return column_mask(mask_type, shape, acceleration, center_fraction, seed)
+
+
+def num_center_lines(mask: torch.Tensor) -> int:
+    """Width of the fully sampled centre block of a column (or 2-D) mask, along W."""
+    cols = torch.as_tensor(mask).reshape(-1, mask.shape[-1]).bool().all(0)
+    w = cols.numel()
+    c = w // 2
+    if not bool(cols[c]):
+        return 0
+    lo = c
+    while lo > 0 and bool(cols[lo - 1]):
+        lo -= 1
+    hi = c
+    while hi < w - 1 and bool(cols[hi + 1]):
+        hi += 1
+    return hi - lo + 1
+
+
+def calibration_width(mask: torch.Tensor) -> int:
+    """Side of the largest fully sampled centred square of a mask (ESPIRiT's calib_width).
+
+    For a column mask every readout row is sampled, so it is the number of centre lines; for a
+    2-D mask the centred square must be sampled everywhere.
+    """
+    mask = torch.as_tensor(mask).bool()
+    if mask.ndim == 1 or mask.shape[-2] == 1:
+        return num_center_lines(mask.reshape(1, -1))
+    h, w = mask.shape[-2:]
+    width = 0
+    for s in range(2, min(h, w) + 1):
+        top = h // 2 - s // 2
+        left = w // 2 - s // 2
+        if bool(mask[top:top + s, left:left + s].all()):
+            width = s
+        else:
+            break
+    return width
