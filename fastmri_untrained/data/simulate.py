@@ -135,14 +135,18 @@ def _birdcage(coils: int, shape: tuple[int, int], coil_radius: float) -> np.ndar
     # SigPy normalises each axis by its own half-size; with a 2x oversampled readout that
     # would squash the coil ring relative to the object. Compute on a square grid covering
     # the whole FOV, with the radius scaled from object half-size (H/4) to grid half-size,
-    # then crop to (H, W).
-    S = max(H, W)
+    # then crop to (H, W). The coils lie inside that grid (in the oversampled air); an odd
+    # grid size puts no pixel exactly on a coil, where 1/r would be infinite.
+    S = max(H, W) | 1
     r = coil_radius * (H / 4) / (S / 2)
     maps = sigpy.mri.birdcage_maps((coils, S, S), r=r, nzz=coils, dtype=np.complex128)
     top, left = (S - H) // 2, (S - W) // 2
     maps = maps[:, top : top + H, left : left + W]
-    # Unit RSS everywhere: the coil-combined image then is the object itself.
+    # Unit RSS everywhere (SigPy already normalises; keep it explicit): the coil-combined
+    # image then is the object itself.
     maps = maps / np.sqrt((np.abs(maps) ** 2).sum(0, keepdims=True))
+    if not np.isfinite(maps).all():
+        raise ValueError(f"non-finite birdcage maps for {coils} coils, shape {shape}")
     maps = maps.astype(np.complex64)
     maps.setflags(write=False)
     return maps

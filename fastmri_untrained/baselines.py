@@ -1,0 +1,94 @@
+"""Classical reconstructions through SigPy: zero-filled RSS, SENSE, L1-wavelet and TV.
+
+Each is a callable ``(MRISample) -> Reconstruction`` returning the fastMRI target (RSS
+magnitude, centre-cropped). Regularisation weights are relative to k-space normalised so that
+the zero-filled RSS image has maximum 1 (so one default serves data of any intensity scale).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import sigpy.mri
+import torch
+
+from .mri import MRISample, Reconstruction, reduced_problem, rss_image, to_target, zero_filled_coils
+from .operators.espirit import espirit_maps
+from .operators.mri import Sense
+
+# Defaults chosen by sweeping on a separate simulated slice (scripts/tune_baselines.py).
+DEFAULT_LAMBDA = {"sense": 0.0, "l1-wavelet": 0.002, "tv": 0.002}
+
+
+def normalisation(kspace: torch.Tensor) -> float:
+    """1 / max of the zero-filled RSS image: the scale classical weights are relative to."""
+    peak = float(rss_image(zero_filled_coils(kspace)).max())
+    if not peak > 0:
+        raise ValueError("the k-space is all zero")
+    return 1.0 / peak
+
+
+def sense_maps_for(kspace: torch.Tensor, mask: torch.Tensor, challenge: str, num_sets: int = 1) -> np.ndarray:
+    """ESPIRiT maps (C, H, W) for multicoil data; all-ones for single-coil."""
+    if challenge == "singlecoil" or kspace.shape[0] == 1:
+        return np.ones(tuple(kspace.shape), dtype=np.complex64)
+    return espirit_maps(kspace.numpy(), mask, num_sets=num_sets)
+
+
+@dataclass
+class ZeroFilled:
+    """RSS of the inverse FFT of the zero-filled k-space (the fastMRI baseline)."""
+
+    reduce_readout: bool = True
+    name: str = "zero-filled"
+
+    def __call__(self, sample: MRISample) -> Reconstruction:
+        kspace, rows = reduced_problem(sample, self.reduce_readout)
+        image = rss_image(zero_filled_coils(kspace))
+        # Predicts nothing where it did not measure: its k-space is the measured one.
+        return Reconstruction(to_target(image, sample.target_size), kspace, {"grid_rows": rows})
+
+
+@dataclass
+class SigPyRecon:
+    """SigPy SENSE (``lamda`` = Tikhonov weight), L1-wavelet or TV with ESPIRiT maps."""
+
+    method: str = "l1-wavelet"  # sense | l1-wavelet | tv
+    lamda: float | None = None  # None: DEFAULT_LAMBDA[method]
+    max_iter: int = 100
+    reduce_readout: bool = True
+    show_pbar: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.method
+
+    def __call__(self, sample: MRISample) -> Reconstruction:
+        kspace, rows = reduced_problem(sample, self.reduce_readout)
+        lamda = DEFAULT_LAMBDA[self.method] if self.lamda is None else self.lamda
+        scale = normalisation(kspace)
+        ksp = (kspace * scale).numpy()
+        maps = sense_maps_for(kspace, sample.mask, sample.challenge)
+        weights = np.broadcast_to(sample.mask.numpy(), ksp.shape[-2:]).astype(np.float32)
+        app_cls = {"sense": sigpy.mri.app.SenseRecon, "l1-wavelet": sigpy.mri.app.L1WaveletRecon,
+                   "tv": sigpy.mri.app.TotalVariationRecon}[self.method]
+        image = app_cls(ksp, maps, lamda, weights=weights, max_iter=self.max_iter, show_pbar=self.show_pbar).run()
+        image = torch.from_numpy(np.asarray(image)) / scale
+        coil_op = Sense(torch.from_numpy(maps), torch.ones(1, ksp.shape[-1]))
+        coil_images = coil_op.expand(image.to(torch.complex64))
+        predicted = coil_op(image.to(torch.complex64))
+        # RSS of the coil images S x: on the scale of the fastMRI (RSS) target.
+        return Reconstruction(to_target(rss_image(coil_images), sample.target_size), predicted,
+                              {"grid_rows": rows, "lamda": lamda})
+
+
+CLASSICAL_METHODS = ("zero-filled", "sense", "l1-wavelet", "tv")
+
+
+def classical_reconstructor(method: str, lamda: float | None = None, **kwargs):
+    if method == "zero-filled":
+        return ZeroFilled(**kwargs)
+    if method in ("sense", "l1-wavelet", "tv"):
+        return SigPyRecon(method=method, lamda=lamda, **kwargs)
+    raise ValueError(f"unknown classical method {method!r}; choose from {CLASSICAL_METHODS}")
