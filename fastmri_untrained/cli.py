@@ -1,5 +1,215 @@
-"""Command-line interface: ``fastmri-untrained <subcommand>``."""
+"""Command-line interface: ``fastmri-untrained {demo,simulate,reconstruct,evaluate}``.
+
+Bad input is reported as one line naming the file or argument and the problem (exit code 2),
+before any work is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import InputError
+
+DEMO_SHAPE = (320, 256)
 
 
-def main(argv=None):
-    raise SystemExit("not yet")
+def _positive_int(value: str) -> int:
+    v = int(value)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return v
+
+
+def add_simulate(sub):
+    p = sub.add_parser("simulate", help="write simulated data in fastMRI's h5 schema")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--challenge", choices=("multicoil", "singlecoil"), default="multicoil")
+    p.add_argument("--num-volumes", type=_positive_int, default=2)
+    p.add_argument("--slices", type=_positive_int, default=2)
+    p.add_argument("--coils", type=_positive_int, default=8)
+    p.add_argument("--shape", type=_positive_int, nargs=2, default=(640, 368), metavar=("H", "W"),
+                   help="k-space matrix (readout H, 2x oversampled; phase encoding W)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_simulate)
+
+
+def cmd_simulate(args) -> int:
+    from .data.simulate import simulate_dataset
+
+    paths = simulate_dataset(args.out, challenge=args.challenge, num_volumes=args.num_volumes, slices=args.slices,
+                             coils=args.coils, shape=tuple(args.shape), seed=args.seed)
+    for p in paths:
+        print(p)
+    return 0
+
+
+def add_recon_args(p):
+    from .pipeline import METHODS
+    from .operators.masks import MASK_TYPES
+
+    p.add_argument("--method", default="conv-decoder",
+                   help=f"one of: {', '.join(METHODS)} (default: conv-decoder)")
+    p.add_argument("--challenge", choices=("multicoil", "singlecoil"), default="multicoil")
+    p.add_argument("--mask-type", default="equispaced_fraction", help=f"one of: {', '.join(MASK_TYPES)}")
+    p.add_argument("--accelerations", type=float, nargs="+", default=[4])
+    p.add_argument("--center-fractions", type=float, nargs="+", default=[0.08])
+    p.add_argument("--forward-model", choices=("coil-images", "sense"), default="coil-images",
+                   help="un-trained methods: fit coil images (RSS) or one image through ESPIRiT maps")
+    p.add_argument("--iterations", type=int, help="fitting iterations (default: per method, see README)")
+    p.add_argument("--lr", type=float, help="learning rate (default: per method)")
+    p.add_argument("--layers", type=_positive_int, help="network depth (DIP: levels)")
+    p.add_argument("--channels", type=_positive_int, help="network width")
+    p.add_argument("--early-stop", choices=("none", "holdout"), default="none",
+                   help="holdout: stop at the minimum of the residual on held-out k-space samples")
+    p.add_argument("--lamda", type=float, help="classical methods: regularisation weight (default: per method)")
+    p.add_argument("--report-holdout", type=float, metavar="FRACTION",
+                   help="also reconstruct without FRACTION of the acquired samples and report how well the "
+                        "result predicts them (NMSE, holdout.json beside the output)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def untrained_config(args):
+    import torch
+
+    from .fit import FitConfig
+    from .recon import DEFAULT_FIT, UntrainedConfig
+
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device", f"{device} requested but no CUDA device is available")
+    net = {}
+    if args.layers is not None:
+        net["levels" if args.method == "dip" else "layers"] = args.layers
+    if args.channels is not None:
+        if args.method == "dip":
+            net.update(channels_down=args.channels, channels_up=args.channels)
+        else:
+            net["channels"] = args.channels
+    fit_kwargs = dict(DEFAULT_FIT[args.method], seed=args.seed)
+    if args.iterations is not None:
+        if args.iterations < 0:
+            raise InputError("--iterations", f"must be >= 0, got {args.iterations}")
+        fit_kwargs["iterations"] = args.iterations
+    if args.lr is not None:
+        if not args.lr > 0:
+            raise InputError("--lr", f"must be > 0, got {args.lr}")
+        fit_kwargs["lr"] = args.lr
+    return UntrainedConfig(method=args.method, forward_model=args.forward_model, net=net,
+                           fit=FitConfig(**fit_kwargs), early_stop=args.early_stop, device=device, seed=args.seed)
+
+
+def build_reconstructor(args):
+    from .pipeline import METHODS, make_reconstructor
+    from .recon import UNTRAINED_METHODS
+
+    if args.method not in METHODS:
+        raise InputError("--method", f"unknown method {args.method!r}; choose from {', '.join(METHODS)}")
+    cfg = untrained_config(args) if args.method in UNTRAINED_METHODS else None
+    return make_reconstructor(args.method, lamda=args.lamda, untrained=cfg, show_progress=not args.no_progress)
+
+
+def add_reconstruct(sub):
+    p = sub.add_parser("reconstruct", help="reconstruct a fastMRI directory or a .cfl/.npy k-space file")
+    p.add_argument("--data-path", type=Path, required=True, help="fastMRI h5 directory, or a .cfl/.npy file")
+    p.add_argument("--out", type=Path, required=True, help="output directory (one h5 per volume)")
+    add_recon_args(p)
+    p.set_defaults(func=cmd_reconstruct)
+
+
+def cmd_reconstruct(args) -> int:
+    from .evaluate import format_table, summarise
+    from .pipeline import KSPACE_SUFFIXES, MaskSpec, reconstruct_dataset, reconstruct_kspace_file, write_json
+
+    if args.report_holdout is not None and not 0 < args.report_holdout < 1:
+        raise InputError("--report-holdout", f"must be in (0, 1), got {args.report_holdout}")
+    reconstructor = build_reconstructor(args)
+    if args.data_path.suffix in KSPACE_SUFFIXES:
+        row = reconstruct_kspace_file(args.data_path, args.out, args.method, reconstructor,
+                                      report_holdout=args.report_holdout, seed=args.seed)
+        print(json.dumps(row, indent=2))
+        return 0
+    mask = MaskSpec(args.mask_type, tuple(args.accelerations), tuple(args.center_fractions))
+    rows = reconstruct_dataset(args.data_path, args.out, args.method, args.challenge, mask, reconstructor,
+                               report_holdout=args.report_holdout, seed=args.seed)
+    if rows and "SSIM" in rows[0]:
+        print(format_table(summarise(rows)))
+        write_json(args.out / "metrics.json", {"rows": rows, "summary": summarise(rows)})
+    return 0
+
+
+def add_demo(sub):
+    p = sub.add_parser("demo", help="the main job: simulate default data, reconstruct, metrics table, PNG")
+    p.add_argument("--out", type=Path, default=Path("outputs/demo"))
+    p.add_argument("--methods", nargs="+", default=["zero-filled", "l1-wavelet"])
+    p.add_argument("--acceleration", type=float, default=4)
+    p.add_argument("--center-fraction", type=float, default=0.08)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args) -> int:
+    from .data.simulate import simulate_dataset
+    from .evaluate import format_table, summarise
+    from .figures import comparison_figure
+    from .pipeline import MaskSpec, make_reconstructor, read_reconstruction, reconstruct_dataset
+
+    data_dir = args.out / "data"
+    if not sorted(data_dir.glob("*.h5")):
+        print(f"simulating the default multi-coil dataset into {data_dir}")
+        simulate_dataset(data_dir, challenge="multicoil", num_volumes=1, slices=2, coils=8, shape=DEMO_SHAPE,
+                         seed=args.seed)
+    mask = MaskSpec("equispaced_fraction", (args.acceleration,), (args.center_fraction,))
+    rows, recon_paths = [], {}
+    for method in args.methods:
+        out = args.out / method
+        print(f"reconstructing with {method} at {args.acceleration:g}x")
+        rows += reconstruct_dataset(data_dir, out, method, "multicoil", mask, make_reconstructor(method),
+                                    resume=False, seed=args.seed)
+        recon_paths[method] = sorted(out.glob("*.h5"))[0]
+    summary = summarise(rows)
+    print(f"\nfastMRI metrics ({args.acceleration:g}x equispaced_fraction, centre {args.center_fraction}), "
+          f"simulated 8-coil data:")
+    print(format_table(summary))
+    import h5py
+
+    with h5py.File(sorted(data_dir.glob("*.h5"))[0], "r") as hf:
+        target = hf["reconstruction_rss"][0]
+    recons = {m: read_reconstruction(p)[0] for m, p in recon_paths.items()}
+    png = comparison_figure(target, recons, args.out / "demo.png", metrics=summary,
+                            title=f"{args.acceleration:g}x, simulated 8-coil data, slice 0")
+    print(f"\nfigure: {png}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fastmri-untrained", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_demo(sub)
+    add_simulate(sub)
+    add_reconstruct(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"fastmri-untrained: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fastmri-untrained: interrupted; finished volumes are kept, no partial file was written",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

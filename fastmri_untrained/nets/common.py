@@ -74,7 +74,7 @@ def seeded(seed: int) -> Iterator[None]:
     and the caller's RNG stream is left untouched.
     """
     with torch.random.fork_rng(devices=[]):
-        pass
+        torch.manual_seed(seed)
         yield
 
 

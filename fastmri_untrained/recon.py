@@ -1,0 +1,175 @@
+"""Un-trained network reconstruction of one fastMRI slice: sample in, fastMRI target out.
+
+    recon = UntrainedReconstructor(UntrainedConfig(method="conv-decoder"))
+    for sample in SliceDataset(root, "multicoil", transform=VarNetDataTransform(mask_func)):
+        image = recon(sample_from_varnet(sample)).image     # (320, 320) for knee
+
+Pipeline per slice: readout reduction (exact, halves the problem) -> network with 2C output
+channels (coil-image model) or 2 channels (SENSE model with ESPIRiT maps) -> the fitting
+engine (:func:`fit.fit`) on ||M F (...) - y||^2 -> data consistency (measured k-space put back)
+-> coil combination (RSS) -> centre crop to the fastMRI target size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .baselines import sense_maps_for
+from .fit import EarlyStopConfig, FitConfig, FitResult, fit
+from .mri import (MRISample, Reconstruction, data_consistency, holdout_split, kspace_nmse, reduced_problem,
+                  rss_image, to_target)
+from .nets import build_net
+from .operators.fourier import fft2c, ifft2c
+from .operators.mri import Sense, SubsampledFourier
+
+UNTRAINED_METHODS = ("deep-decoder", "conv-decoder", "dip")
+FORWARD_MODELS = ("coil-images", "sense")
+
+# Per-method defaults: network size and fitting schedule. Chosen on simulated multi-coil data
+# (scripts/tune_untrained.py) so that a user who passes nothing beats SigPy L1-wavelet; see README.
+DEFAULT_NET = {
+    "conv-decoder": dict(layers=6, channels=64, in_size=(8, 8)),
+    "deep-decoder": dict(layers=6, channels=128, in_size=(16, 16)),
+    "dip": dict(levels=4, channels_down=64, channels_up=64, channels_skip=4),
+}
+DEFAULT_FIT = {
+    "conv-decoder": dict(iterations=1000, lr=0.008, lr_schedule="cosine", lr_min_factor=0.05),
+    "deep-decoder": dict(iterations=1000, lr=0.008, lr_schedule="cosine", lr_min_factor=0.05),
+    "dip": dict(iterations=1000, lr=0.002, lr_schedule="cosine", lr_min_factor=0.05),
+}
+
+
+def channels_to_complex(output: torch.Tensor) -> torch.Tensor:
+    """Network output (1, 2K, H, W) real -> (K, H, W) complex (channel pairs = real, imaginary)."""
+    return torch.complex(output[0, 0::2], output[0, 1::2])
+
+
+@dataclass
+class UntrainedConfig:
+    """Everything that defines an un-trained reconstruction."""
+
+    method: str = "conv-decoder"
+    forward_model: str = "coil-images"  # coil-images (RSS of fitted coil images) | sense (ESPIRiT maps)
+    net: dict = field(default_factory=dict)  # overrides of the network config (e.g. channels=64)
+    fit: Optional[FitConfig] = None  # None: DEFAULT_FIT[method]
+    early_stop: str = "none"  # none | holdout
+    holdout_fraction: float = 0.1
+    holdout_patience: int = 200
+    refit_on_all: bool = True  # after holdout stopping, refit on all samples for as many steps
+    data_consistency: bool = True
+    reduce_readout: bool = True
+    device: str = "cpu"
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.method not in UNTRAINED_METHODS:
+            raise ValueError(f"unknown un-trained method {self.method!r}; choose from {UNTRAINED_METHODS}")
+        if self.forward_model not in FORWARD_MODELS:
+            raise ValueError(f"unknown forward model {self.forward_model!r}; choose from {FORWARD_MODELS}")
+        if self.early_stop not in ("none", "holdout"):
+            raise ValueError(f"early_stop must be 'none' or 'holdout', got {self.early_stop!r}")
+
+    def net_overrides(self) -> dict:
+        return {**DEFAULT_NET[self.method], **self.net}
+
+    def fit_config(self) -> FitConfig:
+        if self.fit is not None:
+            return self.fit
+        return FitConfig(seed=self.seed, **DEFAULT_FIT[self.method])
+
+
+class MRIProblem:
+    """The fitting problem of one slice: operator, measurements, network factory, finishing."""
+
+    def __init__(self, sample: MRISample, config: UntrainedConfig):
+        self.sample, self.config = sample, config
+        device = torch.device(config.device)
+        kspace, self.rows = reduced_problem(sample, config.reduce_readout)
+        self.kspace = kspace.to(device)
+        self.mask = sample.mask.to(device)
+        coils = kspace.shape[0]
+        self.use_sense = config.forward_model == "sense" and sample.challenge == "multicoil" and coils > 1
+        if self.use_sense:
+            self.maps = torch.from_numpy(sense_maps_for(kspace, sample.mask, sample.challenge)).to(device)
+            self.out_channels = 2
+        else:
+            self.maps = None
+            self.out_channels = 2 * coils
+        self.out_size = tuple(kspace.shape[-2:])
+
+    def operator(self, mask: torch.Tensor):
+        return Sense(self.maps, mask) if self.use_sense else SubsampledFourier(mask)
+
+    def to_operator_input(self, output: torch.Tensor) -> torch.Tensor:
+        x = channels_to_complex(output)
+        return x[0] if self.use_sense else x
+
+    def coil_images(self, output: torch.Tensor) -> torch.Tensor:
+        x = self.to_operator_input(output)
+        return Sense(self.maps, torch.ones_like(self.mask)).expand(x) if self.use_sense else x
+
+    def build_net(self):
+        return build_net(self.config.method, self.out_channels, self.out_size, seed=self.config.seed,
+                         **self.config.net_overrides()).to(self.kspace.device)
+
+    def forward_model(self, mask: torch.Tensor):
+        op = self.operator(mask).to(self.kspace.device)
+        return lambda output: op(self.to_operator_input(output))
+
+    def finish(self, output: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+        """Data consistency, RSS, crop: (fastMRI target image, predicted coil k-space)."""
+        predicted = fft2c(self.coil_images(output))
+        kspace = data_consistency(predicted, self.kspace, self.mask) if self.config.data_consistency else predicted
+        image = rss_image(ifft2c(kspace))
+        return to_target(image, self.sample.target_size), predicted
+
+
+class UntrainedReconstructor:
+    """Callable ``(MRISample) -> Reconstruction`` fitting an un-trained network per slice."""
+
+    def __init__(self, config: Optional[UntrainedConfig] = None, show_progress: bool = True):
+        self.config = config or UntrainedConfig()
+        self.show_progress = show_progress
+        self.last_fit: Optional[FitResult] = None
+
+    @property
+    def name(self) -> str:
+        return self.config.method
+
+    def __call__(self, sample: MRISample, monitor=None) -> Reconstruction:
+        cfg = self.config
+        problem = MRIProblem(sample, cfg)
+        fit_cfg = dataclasses.replace(cfg.fit_config(), show_progress=self.show_progress)
+        desc = f"{cfg.method} {sample.fname}:{sample.slice_num}"
+        info = {"grid_rows": problem.rows}
+        track = None if monitor is None else (lambda out: monitor(problem.finish(out)[0]))
+        if cfg.early_stop == "holdout":
+            fit_mask, held = holdout_split(problem.mask.cpu(), cfg.holdout_fraction, seed=cfg.seed)
+            fit_mask, held = fit_mask.to(problem.mask.device), held.to(problem.mask.device)
+            full_op = problem.operator(torch.ones_like(problem.mask)).to(problem.kspace.device)
+
+            def validation(output):
+                return kspace_nmse(full_op(problem.to_operator_input(output)), problem.kspace, held)
+
+            es_cfg = dataclasses.replace(fit_cfg, early_stop=EarlyStopConfig(patience=cfg.holdout_patience))
+            result = fit(problem.build_net(), problem.forward_model(fit_mask), problem.kspace * fit_mask, es_cfg,
+                         validation=validation, description=desc + " (holdout)")
+            info.update(holdout_stop_iteration=result.returned_iteration, holdout_stop_reason=result.stop_reason,
+                        holdout_history=result.history)
+            if cfg.refit_on_all and result.returned_iteration > 0:
+                refit_cfg = dataclasses.replace(fit_cfg, iterations=result.returned_iteration)
+                result = fit(problem.build_net(), problem.forward_model(problem.mask), problem.kspace, refit_cfg,
+                             monitor=track, description=desc)
+        else:
+            result = fit(problem.build_net(), problem.forward_model(problem.mask), problem.kspace, fit_cfg,
+                         monitor=track, description=desc)
+        self.last_fit = result
+        image, predicted = problem.finish(result.output)
+        info.update(iterations=result.iterations, returned_iteration=result.returned_iteration,
+                    stop_reason=result.stop_reason, seconds=result.seconds)
+        return Reconstruction(image, predicted, info)
