@@ -1,0 +1,115 @@
+"""The fitting engine: determinism, scaling, best/last iterate, early stopping, non-finite loss."""
+
+import math
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from fastmri_untrained.fit import EarlyStopConfig, FitConfig, fit
+from fastmri_untrained.nets import build_net
+from fastmri_untrained.operators.gaussian import GaussianMatrix, Inpainting
+
+
+def smooth_image(h=16, w=16):
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    return (torch.exp(-3 * (xx ** 2 + yy ** 2)) + 0.3 * torch.cos(2 * xx))[None, None]
+
+
+def small_decoder(seed=0, size=(16, 16)):
+    return build_net("deep-decoder", 1, size, seed=seed, layers=3, channels=16, in_size=(4, 4))
+
+
+def quiet(**kw):
+    return FitConfig(show_progress=False, **kw)
+
+
+def test_fit_reduces_loss_and_is_deterministic_under_seed():
+    x = smooth_image()
+    op = Inpainting.random(x.shape, 0.6, seed=1)
+    y = op(x)
+    r1 = fit(small_decoder(), op, y, quiet(iterations=150, lr=0.01), ground_truth=x)
+    r2 = fit(small_decoder(), op, y, quiet(iterations=150, lr=0.01), ground_truth=x)
+    assert torch.equal(r1.output, r2.output)
+    assert r1.history["loss"] == r2.history["loss"]
+    assert r1.history["relative_residual"][-1] < 0.2 * r1.history["relative_residual"][0]
+    assert r1.history["error"][-1] < r1.history["error"][0]
+    r3 = fit(small_decoder(seed=1), op, y, quiet(iterations=150, lr=0.01))
+    assert not torch.equal(r1.output, r3.output)
+
+
+def test_scaling_is_undone_on_the_result():
+    # The engine rescales y internally; the result must come back in y's units.
+    x = smooth_image()
+    op = Inpainting.random(x.shape, 1.0, seed=0)
+    for units in (1e-4, 1e3):
+        res = fit(small_decoder(), op, op(x) * units, quiet(iterations=300, lr=0.01))
+        assert res.scale != 1.0
+        rel = float(torch.linalg.vector_norm(res.output - x * units) / torch.linalg.vector_norm(x * units))
+        assert rel < 0.15, (units, rel)
+
+
+@pytest.mark.parametrize("optimizer,lr", [("adam", 0.01), ("sgd", 0.002), ("gd", 0.002)])
+def test_optimizers_all_fit_a_gaussian_cs_problem(optimizer, lr):
+    x = smooth_image(8, 8)
+    op = GaussianMatrix(48, 64, seed=0)
+    forward = lambda out: op(out.reshape(1, 64))
+    y = forward(x)
+    res = fit(small_decoder(size=(8, 8)), forward, y, quiet(iterations=200, optimizer=optimizer, lr=lr))
+    assert res.history["loss"][-1] < 0.5 * res.history["loss"][0]
+
+
+def test_best_iterate_is_the_lowest_training_loss():
+    x = smooth_image()
+    op = Inpainting.random(x.shape, 0.5, seed=2)
+    # A large learning rate makes the loss oscillate, so last and best differ.
+    res = fit(small_decoder(), op, op(x), quiet(iterations=60, lr=0.5, return_iterate="best"))
+    losses = res.history["loss"]
+    assert res.returned_iteration == min(range(len(losses)), key=losses.__getitem__)
+    out_loss = float(((op(res.output * res.scale) - op(x) * res.scale) ** 2).sum())
+    assert math.isclose(out_loss, min(losses), rel_tol=1e-3)
+
+
+def test_non_finite_loss_stops_with_warning_and_finite_best_iterate():
+    x = smooth_image()
+    calls = {"n": 0}
+
+    def exploding(out):
+        calls["n"] += 1
+        return out * (float("nan") if calls["n"] > 20 else 1.0)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = fit(small_decoder(), exploding, x, quiet(iterations=100, lr=0.01))
+    assert res.stop_reason == "non-finite"
+    assert any("non-finite" in str(w.message) for w in caught)
+    assert torch.isfinite(res.output).all()
+    assert res.iterations < 100
+
+
+def test_early_stopping_stops_at_the_validation_minimum():
+    x = smooth_image()
+    noisy = x + 0.3 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    fit_op = Inpainting.random(x.shape, 0.7, seed=3)
+    held = 1 - fit_op.mask
+
+    def validation(out):
+        return float((((out - noisy) * held) ** 2).sum())
+
+    cfg = quiet(iterations=3000, lr=0.02, early_stop=EarlyStopConfig(check_every=5, patience=100))
+    res = fit(small_decoder(), fit_op, fit_op(noisy), cfg, validation=validation)
+    vals = res.history["validation"]
+    assert res.stop_reason == "early-stop" and res.iterations < 3000
+    best = res.history["validation_iteration"][min(range(len(vals)), key=vals.__getitem__)]
+    assert res.returned_iteration == best
+    assert validation(res.output) == pytest.approx(min(vals), rel=1e-4)
+
+
+def test_bad_config_is_rejected():
+    with pytest.raises(ValueError, match="optimizer"):
+        FitConfig(optimizer="lbfgs")
+    with pytest.raises(ValueError, match="lr"):
+        FitConfig(lr=0)
+    with pytest.raises(ValueError, match="all zero"):
+        fit(small_decoder(), lambda o: o, torch.zeros(1, 1, 16, 16), quiet(iterations=1))
