@@ -8,24 +8,27 @@ import numpy as np
 import torch
 from fastmri.data.subsample import create_mask_for_mask_type
 
+from ..errors import InputError
+
 FASTMRI_MASK_TYPES = ("random", "equispaced", "equispaced_fraction", "magic", "magic_fraction")
 MASK_TYPES = FASTMRI_MASK_TYPES + ("poisson",)
 
 
 def check_mask_args(mask_type: str, accelerations: Sequence[float], center_fractions: Sequence[float]):
-    """Validate mask arguments before any work; raises ValueError naming the bad argument."""
+    """Validate mask arguments before any work; raises InputError (a ValueError) naming the
+    bad argument by its command-line flag."""
     if mask_type not in MASK_TYPES:
-        raise ValueError(f"--mask-type: unknown mask type {mask_type!r}; choose from {', '.join(MASK_TYPES)}")
+        raise InputError("--mask-type", f"unknown mask type {mask_type!r}; choose from {', '.join(MASK_TYPES)}")
     if not accelerations:
-        raise ValueError("--accelerations: at least one acceleration is needed")
+        raise InputError("--accelerations", "at least one acceleration is needed")
     for a in accelerations:
         if not a >= 1:
-            raise ValueError(f"--accelerations: acceleration must be >= 1, got {a}")
+            raise InputError("--accelerations", f"acceleration must be >= 1, got {a}")
     if len(center_fractions) != len(accelerations):
-        raise ValueError("--center-fractions: give one centre fraction per acceleration")
+        raise InputError("--center-fractions", "give one centre fraction per acceleration")
     for c in center_fractions:
         if not 0 < c <= 1:
-            raise ValueError(f"--center-fractions: centre fraction must be in (0, 1], got {c}")
+            raise InputError("--center-fractions", f"centre fraction must be in (0, 1], got {c}")
 
 
 def fastmri_mask_func(mask_type: str, accelerations: Sequence[float], center_fractions: Sequence[float]):

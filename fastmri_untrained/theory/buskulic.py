@@ -217,7 +217,7 @@ def train_w_explicit(u, w0, v, a, y, step, iters, p=0.0):
     for _ in range(iters):
         x = v @ torch.sigmoid(w @ u) / math.sqrt(k)
         lval = loss(a @ x - y, p)
-        losses.append(float(lval))
+        losses.append(float(lval.detach()))
         (gw,) = torch.autograd.grad(lval, w)
         with torch.no_grad():
             w -= step * gw

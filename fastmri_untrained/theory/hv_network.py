@@ -79,10 +79,9 @@ def masks(gen: Generator, x: torch.Tensor, direction: torch.Tensor | None = None
 
 def lambda_matrix(gen: Generator, x: torch.Tensor, direction: torch.Tensor | None = None):
     """Lambda_x = prod_{i=d}^{1} W_{i,+,x} (n x k), so that G(x) = Lambda_x x."""
-    lam = None
+    lam = torch.eye(gen.k, dtype=DT)
     for w, mk in zip(gen.weights, masks(gen, x, direction)):
-        wp = w * mk[:, None].to(DT)
-        lam = wp if lam is None else wp @ lam
+        lam = (w @ lam) * mk[:, None].to(DT)  # diag(mask) W Lambda, without copying W
     return lam
 
 
@@ -128,14 +127,16 @@ def gradient_descent(gen, a, x0, x_init, step=None, iters=500, sign_check=True, 
     x = x_init.clone()
     ay0 = a @ forward(gen, x0)  # measurements, computed once
 
-    def f(z):
-        r = a @ forward(gen, z) - ay0
-        return 0.5 * float(r @ r)
+    def _neg_better(z):
+        # f(-z) < f(z), both in one batched pass
+        r = forward(gen, torch.stack([z, -z])) @ a.T - ay0
+        fz = (r * r).sum(-1)
+        return bool(fz[1] < fz[0])
 
     flips = 0
     it = 0
     for it in range(1, iters + 1):
-        if sign_check and f(-x) < f(x):
+        if sign_check and _neg_better(x):
             x = -x
             flips += 1
         x = x - step * descent_vector(gen, a, x, x0, ay0=ay0)
