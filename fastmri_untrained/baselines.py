@@ -29,11 +29,18 @@ def normalisation(kspace: torch.Tensor) -> float:
     return 1.0 / peak
 
 
-def sense_maps_for(kspace: torch.Tensor, mask: torch.Tensor, challenge: str, num_sets: int = 1) -> np.ndarray:
+# ESPIRiT's eigenvalue crop zeroes the maps outside the object. The fastMRI target is the RSS of
+# noisy coil images, whose background is a noise floor, not zero; a zeroed background costs
+# SSIM (measured on simulated data: L1-wavelet 0.79 with crop 0.95, 0.88 without).
+MAPS_CROP = 0.0
+
+
+def sense_maps_for(kspace: torch.Tensor, mask: torch.Tensor, challenge: str, num_sets: int = 1,
+                   crop: float = MAPS_CROP) -> np.ndarray:
     """ESPIRiT maps (C, H, W) for multicoil data; all-ones for single-coil."""
     if challenge == "singlecoil" or kspace.shape[0] == 1:
         return np.ones(tuple(kspace.shape), dtype=np.complex64)
-    return espirit_maps(kspace.numpy(), mask, num_sets=num_sets)
+    return espirit_maps(kspace.numpy(), mask, num_sets=num_sets, crop=crop)
 
 
 @dataclass

@@ -159,6 +159,8 @@ def test_geometric_sizes_reach_output_and_grow():
         assert b[0] > a[0] and b[1] > a[1]
     # Exact powers of two stay exact despite floating point.
     assert geometric_sizes((16, 16), (256, 256), 4) == [(16, 16), (32, 32), (64, 64), (128, 128), (256, 256)]
+    # 1 * 64 ** (5/6) evaluates to 32.00000000000001 and must not round up to 33.
+    assert geometric_sizes((1, 1), (64, 64), 6) == [(2**j, 2**j) for j in range(7)]
 
 
 def test_dip_rejects_sizes_too_small_for_its_levels():
