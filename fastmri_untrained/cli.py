@@ -115,33 +115,116 @@ def build_reconstructor(args):
     return make_reconstructor(args.method, lamda=args.lamda, untrained=cfg, show_progress=not args.no_progress)
 
 
+def add_trainer_args(p):
+    """Where the reconstruction runs: passed to the Lightning Trainer (see docs/execution.md)."""
+    g = p.add_argument_group("execution (Lightning Trainer)")
+    g.add_argument("--accelerator", default="auto", help="auto | cpu | gpu | cuda | mps (default: auto)")
+    g.add_argument("--devices", default="1",
+                   help="processes per node: a count, 'auto', -1 (all GPUs) or GPU indices like 0,1 (default: 1)")
+    g.add_argument("--num-nodes", type=int, default=1, help="nodes (e.g. SLURM --nodes; default: 1)")
+    g.add_argument("--strategy", default="auto", help="auto | ddp | ddp_spawn | ddp_notebook | single_device")
+    g.add_argument("--precision", default="32-true",
+                   help="32-true | 16-mixed (GPU) | bf16-mixed: the networks' forward pass under autocast")
+    g.add_argument("--log-dir", type=Path, help="Lightning logs, metrics and images (default: OUT/logs)")
+    g.add_argument("--log-images", type=int, default=1,
+                   help="volumes per process whose middle slice is saved as a PNG (default: 1)")
+
+
 def add_reconstruct(sub):
     p = sub.add_parser("reconstruct", help="reconstruct a fastMRI directory or a .cfl/.npy k-space file")
     p.add_argument("--data-path", type=Path, required=True, help="fastMRI h5 directory, or a .cfl/.npy file")
     p.add_argument("--out", type=Path, required=True, help="output directory (one h5 per volume)")
     add_recon_args(p)
+    add_trainer_args(p)
     p.set_defaults(func=cmd_reconstruct)
 
 
 def cmd_reconstruct(args) -> int:
     from .evaluate import format_table, summarise
-    from .pipeline import KSPACE_SUFFIXES, MaskSpec, reconstruct_dataset, reconstruct_kspace_file, write_json
+    from .pipeline import KSPACE_SUFFIXES, MaskSpec, reconstruct_kspace_file
 
     if args.report_holdout is not None and not 0 < args.report_holdout < 1:
         raise InputError("--report-holdout", f"must be in (0, 1), got {args.report_holdout}")
+    trainer_args(args)  # bad devices fail here, before any work
     reconstructor = build_reconstructor(args)
     if args.data_path.suffix in KSPACE_SUFFIXES:
+        # One real k-space file: the plain path (nothing to distribute).
         row = reconstruct_kspace_file(args.data_path, args.out, args.method, reconstructor,
                                       report_holdout=args.report_holdout, seed=args.seed)
         print(json.dumps(row, indent=2))
         return 0
     mask = MaskSpec(args.mask_type, tuple(args.accelerations), tuple(args.center_fractions))
-    rows = reconstruct_dataset(args.data_path, args.out, args.method, args.challenge, mask, reconstructor,
-                               report_holdout=args.report_holdout, seed=args.seed)
+    rows = reconstruct_with_trainer(args, mask, reconstructor)
+    if rows is None:  # not the global-zero process: it only reconstructs its share
+        return 0
+    # The module wrote metrics.json / holdout.json (global-zero process); print the table.
     if rows and "SSIM" in rows[0]:
         print(format_table(summarise(rows)))
-        write_json(args.out / "metrics.json", {"rows": rows, "summary": summarise(rows)})
     return 0
+
+
+def trainer_args(args) -> dict:
+    """The Trainer's device arguments from the CLI, validated before any work (InputError)."""
+    from .lightning import check_trainer_args
+
+    accelerator = args.accelerator
+    if accelerator == "auto" and args.device != "auto":  # the older --device flag still works
+        accelerator = "cpu" if args.device == "cpu" else "gpu"
+    return check_trainer_args(accelerator, args.devices, args.num_nodes, args.strategy, args.precision)
+
+
+def reconstruct_with_trainer(args, mask, reconstructor):
+    """Reconstruct a fastMRI directory through :class:`lightning.SliceReconstructionModule`.
+
+    Returns the per-volume rows of all processes on the global-zero process, None elsewhere.
+    Every process (DDP re-runs this command per rank) lists the unfinished volumes before the
+    Trainer starts, so all ranks agree on the work even while rank 0 starts writing.
+    """
+    import pytorch_lightning as pl
+    from pytorch_lightning.utilities import rank_zero_only
+
+    from .data.readers import validate_fastmri_file
+    from .lightning import DataConfig, FastMRIDataModule, ReconConfig, SliceReconstructionModule, default_loggers
+    from .pipeline import check_output_dir, h5_files
+    from .recon import UNTRAINED_METHODS
+
+    targs = trainer_args(args)
+    files = h5_files(args.data_path)
+    out = check_output_dir(args.out)
+    for f in files:
+        validate_fastmri_file(f, args.challenge)
+    pending = []
+    for f in files:
+        if (out / f.name).exists():
+            if rank_zero_only.rank == 0:
+                print(f"{f.name}: already reconstructed, skipped")
+        else:
+            pending.append(f.name)
+    if not pending:
+        return [] if rank_zero_only.rank == 0 else None
+    untrained = reconstructor.config if args.method in UNTRAINED_METHODS else None
+    config = ReconConfig(method=args.method, untrained=untrained, lamda=args.lamda, out_dir=out,
+                         challenge=args.challenge, report_holdout=args.report_holdout, seed=args.seed,
+                         log_images=args.log_images, show_progress=False)
+    module = SliceReconstructionModule(config)
+    data = FastMRIDataModule(DataConfig(args.data_path, args.challenge, mask, files=pending))
+    trainer = pl.Trainer(**targs, logger=default_loggers(args.log_dir or out / "logs"), default_root_dir=out,
+                         use_distributed_sampler=False, enable_checkpointing=False, enable_model_summary=False,
+                         enable_progress_bar=not args.no_progress)
+    metrics_json = out / "metrics.json"
+    stamp = metrics_json.stat().st_mtime_ns if metrics_json.exists() else None
+    try:
+        trainer.test(module, datamodule=data, verbose=False)
+    except SystemExit:
+        if trainer.interrupted:  # Lightning turns Ctrl-C into exit(1) after its own teardown
+            raise KeyboardInterrupt from None
+        raise
+    if not trainer.is_global_zero:
+        return None
+    if not module.rows and metrics_json.exists() and metrics_json.stat().st_mtime_ns != stamp:
+        # ddp_spawn ran the module in child processes: its rows come back through the report.
+        return json.loads(metrics_json.read_text())["rows"]
+    return module.rows
 
 
 def add_demo(sub):
@@ -194,6 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo(sub)
     add_simulate(sub)
     add_reconstruct(sub)
+    # The evaluate subcommand lives in leaderboard.py (another module) when it exists.
+    import importlib.util
+
+    if importlib.util.find_spec(f"{__package__ or 'fastmri_untrained'}.leaderboard") is not None:
+        from .leaderboard import add_evaluate
+
+        add_evaluate(sub)
     return parser
 
 

@@ -3,11 +3,16 @@ reconstruction files out (one h5 per volume, key ``reconstruction``, via
 fastmri.save_reconstructions), with fastMRI metrics when targets exist.
 
 Each volume is written once, complete: to a temporary directory, then renamed into place, so
-an interrupted run leaves no partial file, and a rerun skips volumes already written.
+an interrupted run leaves no partial file, and a rerun skips volumes already written. Each
+slice is fitted from a seed derived from (seed, file, slice) (:func:`slice_seed`), so the files
+do not depend on how slices are spread over processes (``lightning.SliceReconstructionModule``,
+which the ``reconstruct`` command runs, reuses these pieces).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -63,6 +68,45 @@ def make_reconstructor(method: str, lamda: Optional[float] = None, untrained: Op
     if method in CLASSICAL_METHODS:
         return classical_reconstructor(method, lamda=lamda)
     raise InputError("--method", f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+
+
+def slice_seed(seed: int, fname: str, slice_num: int) -> int:
+    """The seed of one slice's fit, derived from (seed, volume name, slice index).
+
+    A slice's reconstruction depends only on its data and this seed -- not on which process
+    fits it or in which order -- so a run on N processes writes the same files as a run on one.
+    """
+    digest = hashlib.sha256(f"{int(seed)}/{Path(fname).name}/{int(slice_num)}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def for_slice(reconstructor, sample: MRISample):
+    """``reconstructor`` re-seeded for ``sample`` (un-trained: network initialisation, DIP
+    input noise, holdout split) with :func:`slice_seed`; classical methods are returned as is."""
+    if not isinstance(reconstructor, UntrainedReconstructor):
+        return reconstructor
+    cfg = reconstructor.config
+    seed = slice_seed(cfg.seed, sample.fname, sample.slice_num)
+    fit_cfg = dataclasses.replace(cfg.fit_config(), seed=seed)
+    return UntrainedReconstructor(dataclasses.replace(cfg, seed=seed, fit=fit_cfg),
+                                  show_progress=reconstructor.show_progress)
+
+
+def volume_row(fname: str, method: str, volume: np.ndarray, samples: list[MRISample], seconds: float,
+               holdout: Optional[list[float]] = None) -> dict:
+    """The per-volume result row: file, seconds and, where targets exist, fastMRI metrics."""
+    row = {"file": fname, "method": method, "seconds": seconds}
+    if samples[0].target is not None:
+        target = np.stack([s.target for s in samples])
+        row.update(volume_metrics(target, volume, maxval=samples[0].max_value or None))
+    if holdout:
+        row["holdout_nmse"] = float(np.mean(holdout))
+    return row
+
+
+def write_holdout_report(out_dir: Path, method: str, fraction: float, rows: list[dict]) -> None:
+    write_json(Path(out_dir) / "holdout.json", {"method": method, "holdout_fraction": fraction,
+                                                "volumes": {r["file"]: r.get("holdout_nmse") for r in rows}})
 
 
 def h5_files(data_path: Path) -> list[Path]:
@@ -142,21 +186,15 @@ def reconstruct_dataset(data_path: Path, out_dir: Path, method: str, challenge: 
         start = time.perf_counter()
         images, holdout = [], []
         for sample in samples:
-            images.append(reconstructor(sample).image)
+            rec = for_slice(reconstructor, sample)
+            images.append(rec(sample).image)
             if report_holdout:
-                holdout.append(holdout_score(reconstructor, sample, report_holdout, seed))
+                holdout.append(holdout_score(rec, sample, report_holdout, seed))
         volume = np.stack(images)
         save_volume(out_dir, fname, volume)
-        row = {"file": fname, "method": method, "seconds": time.perf_counter() - start}
-        if samples[0].target is not None:
-            target = np.stack([s.target for s in samples])
-            row.update(volume_metrics(target, volume, maxval=samples[0].max_value or None))
-        if holdout:
-            row["holdout_nmse"] = float(np.mean(holdout))
-        rows.append(row)
+        rows.append(volume_row(fname, method, volume, samples, time.perf_counter() - start, holdout))
     if report_holdout:
-        write_json(out_dir / "holdout.json", {"method": method, "holdout_fraction": report_holdout,
-                                              "volumes": {r["file"]: r.get("holdout_nmse") for r in rows}})
+        write_holdout_report(out_dir, method, report_holdout, rows)
     return rows
 
 

@@ -31,10 +31,11 @@ def shared_images_dir() -> Path:
     return SHARED_IMAGES
 
 
-def load_gray(name: str, size: int, crop: bool = True) -> np.ndarray:
+def load_gray(name: str, size: int, crop: int | None = None) -> np.ndarray:
     """A grayscale image in [0, 1], (size, size): ``name`` is a file of the shared folder or
-    ``skimage:<fn>`` (e.g. ``skimage:camera``). ``crop``: centre square crop before resizing
-    (the CS paper's 256x256 centre crop); the result is divided by its max.
+    ``skimage:<fn>`` (e.g. ``skimage:camera``). A centre square crop (of ``crop`` pixels, default
+    the largest square) is resized to ``size``; the result is divided by its max (the CS paper's
+    protocol: 256x256 centre crop, divided by max).
     """
     from skimage import color, data, io, transform
 
@@ -47,10 +48,9 @@ def load_gray(name: str, size: int, crop: bool = True) -> np.ndarray:
         img = color.rgb2gray(img[..., :3] / (255.0 if img.max() > 1 else 1.0))
     elif img.max() > 1:
         img = img / 255.0
-    if crop:
-        h, w = img.shape
-        s = min(h, w)
-        img = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    h, w = img.shape
+    s = min(h, w, crop or min(h, w))
+    img = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
     img = transform.resize(img, (size, size), anti_aliasing=True, preserve_range=True)
     return img / img.max()
 
@@ -111,9 +111,12 @@ def architecture_speeds(image: np.ndarray, factors=(1, 4, 16), archs=("i", "ii",
 
 # --------------------------------------------------------------------------- Fig. 9
 def weight_movement(image: np.ndarray, arch: str = "i", factor: float = 4, layers: int = 5,
-                    iterations: int = 500, lr: float = 0.005, record_every: int = 10,
-                    seed: int = 0) -> dict:
-    """||C_i^t - C_i^0|| / ||C_i^0|| per layer (the 1x1/k x k convolutions) for image and noise."""
+                    iterations: int = 500, lr: float = 0.005, seed: int = 0) -> dict:
+    """||C_i^t - C_i^0|| / ||C_i^0|| per layer (the 1x1 / k x k convolutions) for image and noise.
+
+    Also the movement needed to reach the same fit: at the first iteration where each target's
+    relative residual falls to the level the noise reaches at the end of the budget.
+    """
     size = image.shape
     k = width_for_overparameterization(arch, size, factor, layers=layers)
     result = {"k": k}
@@ -121,17 +124,20 @@ def weight_movement(image: np.ndarray, arch: str = "i", factor: float = 4, layer
         net = build_appendix_b(arch, size, channels=k, layers=layers, seed=seed)
         weights = [(n, p) for n, p in net.named_parameters() if p.dim() == 4]
         init = [p.detach().clone() for _, p in weights]
-        curves = {n: [] for n, _ in weights}
-        its = []
+        curves = {n: [0.0] for n, _ in weights}
 
         def callback(it, net, output):
-            if it % record_every == 0:
-                its.append(it)
-                for (n, p), p0 in zip(weights, init):
-                    curves[n].append(float((p.detach() - p0).norm() / p0.norm()))
+            for (n, p), p0 in zip(weights, init):
+                curves[n].append(float((p.detach() - p0).norm() / p0.norm()))
 
-        fit_curve(net, target, iterations, lr, callback=callback)
-        result[name] = {"iterations": its, "layers": curves}
+        res = fit_curve(net, target, iterations, lr, callback=callback)
+        result[name] = {"layers": curves, "residual": res.history["relative_residual"]}
+    level = result["noise"]["residual"][-1]
+    result["common_level"] = level
+    for name in ("image", "noise"):
+        t = int(iterations_to_fit(result[name]["residual"], level * (1 + 1e-9)))
+        result[name]["iteration_at_level"] = t
+        result[name]["movement_at_level"] = {n: c[min(t, len(c) - 1)] for n, c in result[name]["layers"].items()}
     return result
 
 
@@ -178,11 +184,15 @@ def network_jacobian(net) -> torch.Tensor:
 
 
 def low_frequency_energy(vectors: np.ndarray, n_freq: int) -> np.ndarray:
-    """Fraction of each column's energy in the DFT frequencies |f| < n_freq (cos and sin pairs)."""
-    spec = np.abs(np.fft.fft(vectors, axis=0)) ** 2
-    n = vectors.shape[0]
-    f = np.minimum(np.arange(n), n - np.arange(n))
-    return spec[f < n_freq].sum(0) / spec.sum(0)
+    """Fraction of each column's energy in its ``n_freq`` lowest DCT-II frequencies.
+
+    The deep decoder's upsampling is not circular (no wrap-around), so its low-frequency singular
+    functions are cosines of the DCT rather than of the periodic trigonometric basis.
+    """
+    from scipy.fft import dct
+
+    spec = dct(vectors, axis=0, norm="ortho") ** 2
+    return spec[:n_freq].sum(0) / spec.sum(0)
 
 
 def jacobian_spectrum_during_fit(target: np.ndarray, record_at=(0, 50, 3500), layers: int = 4,
@@ -201,7 +211,7 @@ def jacobian_spectrum_during_fit(target: np.ndarray, record_at=(0, 50, 3500), la
         idx = [i - 1 for i in n_vectors if i <= len(s)]
         snaps[int(it)] = {"singular_values": s.tolist(), "vectors": u[:, idx].T.tolist(),
                           "vector_index": [i + 1 for i in idx],
-                          "low_freq_energy": low_frequency_energy(u[:, :10], 6).tolist()}
+                          "low_freq_energy": low_frequency_energy(u[:, :10], 12).tolist()}
 
     if 0 in record_at:
         snap(0)

@@ -1,0 +1,131 @@
+"""Claims of Heckel & Soltanolkotabi, ICML 2020 (compressive sensing with un-trained networks), quick size."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastmri_untrained.theory import dynamics, experiments_hs
+from fastmri_untrained.theory.dual_kernel import sorted_basis, triangular_kernel
+
+
+def test_min_norm_solution_is_gd_limit_and_interpolates():
+    """GD from 0 on 1/2||A J c - y||^2 converges to the min-norm solution (the estimate analysed)."""
+    rng = np.random.default_rng(0)
+    n, N, m = 20, 40, 8
+    W, s = sorted_basis(triangular_kernel(n, 4))
+    J = dynamics.spectral_generator(W, s, N, 1)
+    A = dynamics.gaussian_matrix(m, n, 2)
+    x = rng.standard_normal(n)
+    y = A @ x
+    xh = dynamics.min_norm_estimate(A, J, y)
+    assert np.allclose(A @ xh, y, atol=1e-10)
+    M = A @ J
+    c = np.zeros(N)
+    eta = 1.0 / np.linalg.norm(M, 2) ** 2
+    for _ in range(20000):
+        c -= eta * M.T @ (M @ c - y)
+    assert np.allclose(J @ c, xh, atol=1e-6)
+
+
+def test_linear_generator_error_below_theorem1_rhs_and_decreasing():
+    for gamma in (None, 0.9):
+        r = experiments_hs.linear_cs(n=128, p=6, ms=(12, 24, 36, 60), gamma=gamma, trials=4)
+        errs = [row["error"] for row in r["rows"]]
+        for row in r["rows"]:
+            assert row["error_max"] <= row["rhs"], row  # holds with constant C = 1
+            if gamma is not None and row["geometric_bound"] is not None:
+                assert row["error_max"] <= row["geometric_bound"], row
+        assert errs[-1] < errs[0] / 10
+
+
+def test_theorem1_rhs_is_not_vacuous():
+    """The RHS tracks the measured error: it falls with m, and a signal outside the leading
+    directions (not smooth) gets a much larger bound and error."""
+    n, m = 128, 30
+    W, s = sorted_basis(triangular_kernel(n, 8))
+    smooth = dynamics.smooth_signal(W, 5, seed=0)
+    rough = W[:, -5:] @ np.ones(5) / np.sqrt(5)
+    assert dynamics.cs_theorem1_rhs(W, s, rough, m) > 100 * dynamics.cs_theorem1_rhs(W, s, smooth, m)
+    J = dynamics.spectral_generator(W, s, 2 * n, 0)
+    A = dynamics.gaussian_matrix(m, n, 1)
+    e_s = np.sum((dynamics.min_norm_estimate(A, J, A @ smooth) - smooth) ** 2)
+    e_r = np.sum((dynamics.min_norm_estimate(A, J, A @ rough) - rough) ** 2)
+    assert e_r > 0.5 and e_s < 0.1
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """One run of ``scripts/reproduce_cs.py --quick``; the tests below read its numbers."""
+    import torch
+
+    from fastmri_untrained.theory.deepnets_hs import SHARED_IMAGES
+
+    if not SHARED_IMAGES.is_dir():
+        pytest.skip(f"shared images not found at {SHARED_IMAGES}")
+    path = Path(__file__).resolve().parents[1] / "scripts" / "reproduce_cs.py"
+    spec = importlib.util.spec_from_file_location("reproduce_cs", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(mod)
+    out = tmp_path_factory.mktemp("cs")
+    threads = torch.get_num_threads()
+    try:
+        res = mod.main(["--quick", "--out", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    res["_out"] = out
+    return res
+
+
+def test_script_writes_figures_and_json(quick_run):
+    out = quick_run["_out"]
+    for name in ("theorem1_linear_generator.png", "theorem2_phase_transition.png", "fig1_cs_smooth_vs_texture.png",
+                 "fig3_triangular_dual_kernels.png", "fig4_jacobian_spectrum.png", "results.json"):
+        assert (out / name).stat().st_size > 0, name
+    json.loads((out / "results.json").read_text())
+
+
+def test_two_layer_phase_transition_m_proportional_to_p(quick_run):
+    r = quick_run["two_layer"]
+    trans = {int(p): m for p, m in r["transition_m"].items()}
+    ps = sorted(trans)
+    for p in ps:
+        assert trans[p] <= 4 * p, trans  # O(p) measurements suffice (measured c ~ 2-3)
+        rows = r["curves"][str(p)]
+        below = [row["error"] for row in rows if row["m"] < p]
+        assert all(e > 0.3 for e in below), (p, below)  # fewer measurements than p: no recovery
+    assert trans[ps[-1]] > trans[ps[0]]
+    # fitted to (near) convergence, no early stopping
+    for rows in r["curves"].values():
+        for row in rows:
+            assert row["final_loss"] < 1e-3 * row["initial_loss"]
+
+
+def test_fig1_smooth_image_recovered_better_than_texture(quick_run):
+    r = quick_run["fig1"]
+    art, grass = r["art.jpeg"], r["grass.jpg"]
+    assert art["final_relative_error"] < grass["final_relative_error"]
+    for v in (art, grass):
+        # no early stopping needed: the last iterate is within 15% of the best one
+        assert v["final_relative_error"] < 1.15 * v["best_relative_error"]
+        assert v["final_loss"] < 1e-2 * v["initial_loss"]
+
+
+def test_fig3_wide_triangular_weights_decay_as_power_law(quick_run):
+    fits = quick_run["fig3"]
+    for name in ("triangular hw=10", "triangular hw=20"):
+        assert fits[name]["power_law"]["r2"] > fits[name]["geometric"]["r2"], fits[name]
+        assert fits[name]["power_law"]["slope"] < -0.8
+
+
+def test_fig4_jacobian_spectrum_decays(quick_run):
+    r = quick_run["fig4"]
+    for key, snap in r.items():
+        if key.startswith("t="):
+            assert snap["decay_fit"]["geometric"]["slope"] < -0.01
+            # the spectrum changes only slightly during fitting (normalised shape, top 100)
+            assert snap["median_rel_change_normalised"] < 0.35, (key, snap)
