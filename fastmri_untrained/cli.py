@@ -277,13 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo(sub)
     add_simulate(sub)
     add_reconstruct(sub)
-    # The evaluate subcommand lives in leaderboard.py (another module) when it exists.
-    import importlib.util
+    from .leaderboard import add_evaluate
+    from .trained import add_predict_baseline, add_train_baseline
 
-    if importlib.util.find_spec(f"{__package__ or 'fastmri_untrained'}.leaderboard") is not None:
-        from .leaderboard import add_evaluate
-
-        add_evaluate(sub)
+    add_evaluate(sub)
+    add_train_baseline(sub)
+    add_predict_baseline(sub)
     return parser
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from fastmri_untrained.operators.masks import calibration_width
 from fastmri_untrained.data.readers import (
-    calib_width,
     calibration_region,
     check_kspace_array,
     check_maps_match,
@@ -100,7 +100,7 @@ def test_shared_files_shapes_and_images():
     for m in (mb, mn):
         h, w = calibration_region(m)
         assert 16 <= min(h, w) and max(h, w) <= 40
-        assert 16 <= calib_width(m) <= 32
+        assert 16 <= calibration_width(torch.from_numpy(m)) <= 32
     # The ifft RSS is an image: bright object in the middle, dark border.
     for k in (bart, npy):
         r = _rss(k)
@@ -126,7 +126,7 @@ def test_mask_and_calibration_region_fastmri_style():
     # A centred run of width w starts at W//2 - w//2 = 15 - w//2: w = 7 gives 12..18 (all
     # sampled), w = 8 gives 11..18 (11 is not). Full-height lines, as fastMRI's masks.
     assert reg == (H, 7)
-    assert calib_width(m) == 7
+    assert calibration_width(torch.from_numpy(m)) == 7
     # Nothing sampled at the centre -> nothing to calibrate from.
     assert calibration_region(np.zeros((8, 8), bool)) == (0, 0)
 
@@ -135,7 +135,7 @@ def test_calibration_region_square():
     m = np.zeros((64, 48), bool)
     m[32 - 10 : 32 + 10, 24 - 8 : 24 + 8] = True  # a 20 x 16 centred block
     assert calibration_region(m) == (20, 16)
-    assert calib_width(m) == 16
+    assert calibration_width(torch.from_numpy(m)) == 16
 
 
 # ----------------------------------------------------------------------------- bad inputs

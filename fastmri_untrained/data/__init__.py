@@ -4,7 +4,6 @@ from .images import MRSlice, fit_to_size, mr_images, source_slices
 from .readers import (
     CalibrationRegion,
     FastMRIFileInfo,
-    calib_width,
     calibration_region,
     check_kspace_array,
     check_maps_match,

@@ -189,7 +189,8 @@ def calibration_region(mask: np.ndarray) -> CalibrationRegion:
 
     For fastMRI's 1-D masks (whole readout lines) this is (H, number of centre lines); for
     2-D Poisson-disk masks with a calibration square it is about that square. (0, 0) if the
-    centre itself is not sampled. See ``calib_width`` for ESPIRiT's square region.
+    centre itself is not sampled. ESPIRiT's square region is
+    ``operators.masks.calibration_width``.
     """
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 2:
@@ -199,18 +200,6 @@ def calibration_region(mask: np.ndarray) -> CalibrationRegion:
     if widths[best] == 0:
         return CalibrationRegion(0, 0)
     return CalibrationRegion(best + 1, widths[best])
-
-
-def calib_width(mask: np.ndarray) -> int:
-    """Side of the largest fully sampled centred square: ESPIRiT's ``calib_width``.
-
-    (sigpy.mri.app.EspiritCalib takes a square calibration region of this width.)
-    """
-    mask = np.asarray(mask, dtype=bool)
-    if mask.ndim != 2:
-        raise ValueError(f"mask must be 2-D (H, W), got shape {mask.shape}")
-    widths = _widths_per_height(mask)
-    return max((min(h + 1, w) for h, w in enumerate(widths)), default=0)
 
 
 # --------------------------------------------------------------------------- validation
