@@ -35,6 +35,7 @@ from typing import Literal
 from torch import Tensor, nn
 
 from .common import (
+    Conv1x1,
     FixedInterpolationConv,
     UntrainedNet,
     center_crop,
@@ -107,7 +108,7 @@ class ConvGenerator(UntrainedNet):
             layers = []
             for _ in range(d):
                 if config.arch == "ii":
-                    block = [nn.Conv2d(k, k, 1, bias=False), FixedInterpolationConv(k)]
+                    block = [Conv1x1(k, k), FixedInterpolationConv(k)]
                 elif config.arch == "iii":
                     block = [nn.Conv2d(k, k, 3, padding=1, bias=False)]
                 else:  # output size exactly 2n: (n - 1) * 2 - 2 + 4
@@ -117,7 +118,7 @@ class ConvGenerator(UntrainedNet):
                     block.append(channel_norm(k))
                 layers.append(nn.Sequential(*block))
             self.layers = nn.Sequential(*layers)
-            self.head = nn.Conv2d(k, self.out_channels, 1, bias=False)
+            self.head = Conv1x1(k, self.out_channels)
 
         self.register_buffer("net_input", random_input((1, k, *in_size), seed, "uniform", config.input_scale))
 

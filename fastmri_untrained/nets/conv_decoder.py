@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .common import (
+    Conv1x1,
     InputNoise,
     PaddingMode,
     Resize,
@@ -111,7 +112,7 @@ class ConvDecoder(UntrainedNet):
                 ]
                 layers.append(nn.Sequential(*block))
             self.layers = nn.Sequential(*layers)
-            self.head = nn.Conv2d(k, self.out_channels, kernel_size=1, bias=config.bias)
+            self.head = Conv1x1(k, self.out_channels, bias=config.bias)
 
         self.register_buffer(
             "net_input", random_input((1, k, *in_size), seed, config.input_noise, config.input_scale)

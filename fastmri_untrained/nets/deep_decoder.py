@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .common import (
+    Conv1x1,
     LearnedUpsample,
     Resize,
     UntrainedNet,
@@ -110,7 +111,7 @@ class DeepDecoder(UntrainedNet):
             layers = []
             k_in = channels[0]
             for i, k in enumerate(channels):
-                block = [nn.Conv2d(k_in, k, kernel_size=1, bias=config.bias)]
+                block = [Conv1x1(k_in, k, bias=config.bias)]
                 if sizes[i + 1] != sizes[i]:
                     if config.upsample == "transposed":
                         block.append(LearnedUpsample(k, sizes[i], sizes[i + 1], bias=config.bias))
@@ -122,7 +123,7 @@ class DeepDecoder(UntrainedNet):
                 layers.append(nn.Sequential(*block))
                 k_in = k
             self.layers = nn.Sequential(*layers)
-            self.head = nn.Conv2d(k_in, self.out_channels, kernel_size=1, bias=config.bias)
+            self.head = Conv1x1(k_in, self.out_channels, bias=config.bias)
 
         self.register_buffer(
             "net_input", random_input((1, channels[0], *in_size), seed, "uniform", config.input_scale)
