@@ -262,8 +262,8 @@ def radii(batch: Batch, p: float = 0.0, lip_phi_prime: float = B_SIGMOID) -> dic
     sf = sigma_f(batch.a)
     resid = (batch.m_mat() @ sigmoid(batch.z0)[..., None])[..., 0] - batch.y
     ps = psi(loss(resid, p), p)
-    with np.errstate(divide="ignore"):
-        r_prime = torch.where(smin > 0, 2 * ps / (sf * smin), torch.full_like(smin, math.inf))
+    # R' is infinite when J_g(0) is rank deficient (k < n): (8) cannot hold then.
+    r_prime = torch.where(smin > 0, 2 * ps / (sf * smin.clamp(min=1e-300)), torch.full_like(smin, math.inf))
     r = smin / (2 * lip_jacobian_bound(n, k, lip_phi_prime))
     return {"sigma_min_J0": smin, "sigma_F": sf, "psi0": ps, "R_prime": r_prime, "R": r,
             "cond8": (smin > 0) & (r_prime < r)}

@@ -25,8 +25,8 @@ def expansive_widths(k: int, depth: int, factor: int) -> tuple:
 
 
 def _matrix(m, n, seed):
-    """A iid N(0, 1/m), or the identity (no compression, their Corollary 5) when m is None."""
-    return torch.eye(n, dtype=DT) if m is None else hn.measurement_matrix(m, n, seed=seed)
+    """A iid N(0, 1/m), or None for the identity (no compression, their Corollary 5) when m is None."""
+    return None if m is None else hn.measurement_matrix(m, n, seed=seed)
 
 
 def concentration_error(widths, m, n_points: int = 20, seed: int = 0) -> dict:
@@ -58,7 +58,7 @@ def axis_profile(widths, m: int, ts, seed: int = 0) -> dict:
     d, k = gen.depth, gen.k
     x0 = torch.randn(k, generator=torch.Generator().manual_seed(seed + 2), dtype=DT)
     x0 = x0 / x0.norm()
-    ay0 = a @ hn.forward(gen, x0)
+    ay0 = hn._measure(a, hn.forward(gen, x0))
     v_emp, f_emp, v_th, f_th = [], [], [], []
     for t in ts:
         x = float(t) * x0
@@ -100,7 +100,9 @@ def landscape_plane(widths, m: int, grid: int, span: float = 1.6, seed: int = 0)
     aa, bb = torch.meshgrid(s, s, indexing="xy")
     pts = aa[..., None] * x0 + bb[..., None] * e
     ay0 = a @ hn.forward(gen, x0)
-    f = torch.stack([0.5 * ((hn.forward(gen, row) @ a.T - ay0) ** 2).sum(-1) for row in pts]) * 2.0**d  # row by row: memory
+    # Row by row: a (grid, grid, n) batch of outputs would not fit in memory for wide networks.
+    f = torch.stack([0.5 * ((hn.forward(gen, row) @ a.T - ay0) ** 2).sum(-1) for row in pts])
+    f = f * 2.0**d
     fth = np.array([[ht.f_expected(p.numpy(), x0.numpy(), d) for p in row] for row in pts]) * 2.0**d
     return {"s": s.numpy(), "f": f.numpy(), "f_theory": fth, "rho": ht.rho(d)}
 

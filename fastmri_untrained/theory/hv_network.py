@@ -85,9 +85,14 @@ def lambda_matrix(gen: Generator, x: torch.Tensor, direction: torch.Tensor | Non
     return lam
 
 
-def risk(gen: Generator, a: torch.Tensor, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
-    """f(x) = 1/2 ||A G(x) - A G(x0)||^2 (x may carry leading batch dimensions)."""
-    r = (forward(gen, x) - forward(gen, x0)) @ a.T
+def _measure(a, v: torch.Tensor) -> torch.Tensor:
+    """A v on the last dimension; ``a=None`` stands for A = I (no compression, no n x n matrix)."""
+    return v if a is None else v @ a.T
+
+
+def risk(gen: Generator, a, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+    """f(x) = 1/2 ||A G(x) - A G(x0)||^2 (x may carry leading batch dimensions; a=None: A = I)."""
+    r = _measure(a, forward(gen, x) - forward(gen, x0))
     return 0.5 * (r * r).sum(-1)
 
 
@@ -100,8 +105,8 @@ def descent_vector(gen, a, x, x0, direction=None, ay0=None) -> torch.Tensor:
     if direction is None:
         direction = torch.randn(x.shape, dtype=DT, generator=torch.Generator().manual_seed(12345))
     if ay0 is None:
-        ay0 = a @ forward(gen, x0)
-    al = a @ lambda_matrix(gen, x, direction)  # A Lambda_x, m x k
+        ay0 = _measure(a, forward(gen, x0))
+    al = _measure(a, lambda_matrix(gen, x, direction).T).T  # A Lambda_x, m x k
     return al.T @ (al @ x - ay0)
 
 
@@ -125,11 +130,11 @@ def gradient_descent(gen, a, x0, x_init, step=None, iters=500, sign_check=True, 
     if step is None:
         step = 0.5 * 2.0**gen.depth
     x = x_init.clone()
-    ay0 = a @ forward(gen, x0)  # measurements, computed once
+    ay0 = _measure(a, forward(gen, x0))  # measurements, computed once
 
     def _neg_better(z):
         # f(-z) < f(z), both in one batched pass
-        r = forward(gen, torch.stack([z, -z])) @ a.T - ay0
+        r = _measure(a, forward(gen, torch.stack([z, -z]))) - ay0
         fz = (r * r).sum(-1)
         return bool(fz[1] < fz[0])
 
