@@ -20,7 +20,7 @@ def comparison_figure(target: Optional[np.ndarray], recons: Mapping[str, np.ndar
     names = list(recons)
     cols = len(names) + (target is not None)
     rows = 2 if target is not None else 1
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.8 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 3.3 * rows), squeeze=False)
     vmax = float(np.percentile(target if target is not None else next(iter(recons.values())), 99.5))
     col = 0
     if target is not None:
