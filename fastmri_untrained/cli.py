@@ -56,8 +56,9 @@ def add_recon_args(p):
     p.add_argument("--mask-type", default="equispaced_fraction", help=f"one of: {', '.join(MASK_TYPES)}")
     p.add_argument("--accelerations", type=float, nargs="+", default=[4])
     p.add_argument("--center-fractions", type=float, nargs="+", default=[0.08])
-    p.add_argument("--forward-model", choices=("coil-images", "sense"), default="coil-images",
-                   help="un-trained methods: fit coil images (RSS) or one image through ESPIRiT maps")
+    p.add_argument("--forward-model", choices=("coil-images", "sense"),
+                   help="un-trained methods: fit coil images (RSS) or one image through ESPIRiT maps "
+                        "(default: coil-images for conv-decoder and dip, sense for deep-decoder)")
     p.add_argument("--iterations", type=int, help="fitting iterations (default: per method, see README)")
     p.add_argument("--lr", type=float, help="learning rate (default: per method)")
     p.add_argument("--layers", type=_positive_int, help="network depth (DIP: levels)")

@@ -37,6 +37,10 @@ DEFAULT_NET = {
     "deep-decoder": dict(layers=6, channels=128, in_size=(16, 16)),
     "dip": dict(levels=4, channels_down=64, channels_up=64, channels_skip=4),
 }
+# The deep decoder (1x1 convolutions, few parameters) fits one image through ESPIRiT maps far
+# better than 2C coil images (SSIM 0.84 vs 0.72 on the demo slice); the ConvDecoder the other
+# way round (0.943 vs 0.916 at 256x256, 4x).
+DEFAULT_FORWARD_MODEL = {"conv-decoder": "coil-images", "deep-decoder": "sense", "dip": "coil-images"}
 DEFAULT_FIT = {
     "conv-decoder": dict(iterations=1000, lr=0.008, lr_schedule="cosine", lr_min_factor=0.05),
     "deep-decoder": dict(iterations=1000, lr=0.008, lr_schedule="cosine", lr_min_factor=0.05),
@@ -54,7 +58,7 @@ class UntrainedConfig:
     """Everything that defines an un-trained reconstruction."""
 
     method: str = "conv-decoder"
-    forward_model: str = "coil-images"  # coil-images (RSS of fitted coil images) | sense (ESPIRiT maps)
+    forward_model: Optional[str] = None  # coil-images (RSS of coil images) | sense (ESPIRiT maps); None: per method
     net: dict = field(default_factory=dict)  # overrides of the network config (e.g. channels=64)
     fit: Optional[FitConfig] = None  # None: DEFAULT_FIT[method]
     early_stop: str = "none"  # none | holdout
@@ -69,6 +73,8 @@ class UntrainedConfig:
     def __post_init__(self):
         if self.method not in UNTRAINED_METHODS:
             raise ValueError(f"unknown un-trained method {self.method!r}; choose from {UNTRAINED_METHODS}")
+        if self.forward_model is None:
+            self.forward_model = DEFAULT_FORWARD_MODEL[self.method]
         if self.forward_model not in FORWARD_MODELS:
             raise ValueError(f"unknown forward model {self.forward_model!r}; choose from {FORWARD_MODELS}")
         if self.early_stop not in ("none", "holdout"):
