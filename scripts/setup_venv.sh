@@ -13,12 +13,16 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/fastmri
 fi
 echo "[setup] creating/updating $venv" >&2
 [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
-pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check)
+# The machine's pip config lists local index folders that lack most packages; pip warns once per
+# package about each, which buries real errors, so those lines are dropped.
+pipi() {
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "$@" 2> >(grep -v "^WARNING: Location" >&2)
+}
 # torch first, from the pinned CPU wheel; every later step is constrained to it.
-"${pip[@]}" -c requirements/constraints.txt torch
-"${pip[@]}" -c requirements/constraints.txt -r requirements/runtime.txt 2> >(grep -v "^WARNING: Location" >&2)
-"${pip[@]}" --no-deps fastmri==0.3.0
-"${pip[@]}" --no-deps -e .
+pipi -c requirements/constraints.txt torch
+pipi -c requirements/constraints.txt -r requirements/runtime.txt
+pipi --no-deps fastmri==0.3.0
+pipi --no-deps -e .
 # A CUDA torchvision beside CPU torch breaks `import pytorch_lightning`; never leave one here.
 if "$venv/bin/python" -m pip show -q torchvision >/dev/null 2>&1; then
   "$venv/bin/python" -m pip uninstall -y -q torchvision
