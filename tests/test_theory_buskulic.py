@@ -3,10 +3,7 @@ Lipschitz bounds (Lemmas B.2-B.3), the KL function of the p-loss, and the quick 
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +11,6 @@ import torch
 
 from fastmri_untrained.theory import buskulic as bk
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_sigmoid_constants_by_two_quadratures():
@@ -115,11 +111,8 @@ def test_gradient_of_p_loss_matches_autograd():
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("rbk", ROOT / "scripts" / "reproduce_buskulic.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
+def quick(tmp_path_factory, load_script):
+    mod = load_script("reproduce_buskulic")
     out = tmp_path_factory.mktemp("bk")
     threads = torch.get_num_threads()
     try:

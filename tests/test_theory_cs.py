@@ -1,9 +1,6 @@
 """Claims of Heckel & Soltanolkotabi, ICML 2020 (compressive sensing with un-trained networks), quick size."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,7 +55,7 @@ def test_theorem1_rhs_is_not_vacuous():
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
+def quick_run(tmp_path_factory, load_script):
     """One run of ``scripts/reproduce_cs.py --quick``; the tests below read its numbers."""
     import torch
 
@@ -66,11 +63,7 @@ def quick_run(tmp_path_factory):
 
     if not SHARED_IMAGES.is_dir():
         pytest.skip(f"shared images not found at {SHARED_IMAGES}")
-    path = Path(__file__).resolve().parents[1] / "scripts" / "reproduce_cs.py"
-    spec = importlib.util.spec_from_file_location("reproduce_cs", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(mod)
+    mod = load_script("reproduce_cs")
     out = tmp_path_factory.mktemp("cs")
     threads = torch.get_num_threads()
     try:

@@ -2,7 +2,6 @@
 
 import json
 import math
-import sys
 
 import numpy as np
 import pytest
@@ -144,22 +143,15 @@ def test_dual_kernel_decays_faster_for_wider_kernels():
 
 # --------------------------------------------------------------------------- deep networks (script, quick size)
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
+def quick_run(tmp_path_factory, load_script):
     """One run of ``scripts/reproduce_denoising.py --quick``; the tests below read its numbers."""
-    import importlib.util
-    from pathlib import Path
-
     import torch
 
     from fastmri_untrained.theory.deepnets_hs import SHARED_IMAGES
 
     if not SHARED_IMAGES.is_dir():
         pytest.skip(f"shared images not found at {SHARED_IMAGES}")
-    path = Path(__file__).resolve().parents[1] / "scripts" / "reproduce_denoising.py"
-    spec = importlib.util.spec_from_file_location("reproduce_denoising", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(mod)
+    mod = load_script("reproduce_denoising")
     out = tmp_path_factory.mktemp("denoising")
     threads = torch.get_num_threads()
     try:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +11,6 @@ import torch
 from fastmri_untrained.theory import hv_network as hn
 from fastmri_untrained.theory import hv_theory as ht
 
-ROOT = Path(__file__).resolve().parents[1]
 README_RHO = {1: 0.0, 2: 0.31831, 3: 0.49373, 4: 0.60483, 5: 0.68095, 10: 0.85481, 20: 0.94449}
 
 
@@ -111,11 +107,8 @@ def test_negation_check_escapes_the_negative_basin():
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("rhv", ROOT / "scripts" / "reproduce_hand_voroninski.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
+def quick(tmp_path_factory, load_script):
+    mod = load_script("reproduce_hand_voroninski")
     out = tmp_path_factory.mktemp("hv")
     threads = torch.get_num_threads()
     try:
