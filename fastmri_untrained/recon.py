@@ -34,7 +34,7 @@ FORWARD_MODELS = ("coil-images", "sense")
 # (scripts/tune_untrained.py) so that a user who passes nothing beats SigPy L1-wavelet; see README.
 DEFAULT_NET = {
     "conv-decoder": dict(layers=6, channels=64, in_size=(8, 8)),
-    "deep-decoder": dict(layers=6, channels=128, in_size=(16, 16)),
+    "deep-decoder": dict(layers=6, channels=128, in_size=(8, 8)),
     "dip": dict(levels=4, channels_down=64, channels_up=64, channels_skip=4),
 }
 # The deep decoder (1x1 convolutions, few parameters) fits one image through ESPIRiT maps far
