@@ -14,6 +14,7 @@ import sigpy.mri
 import torch
 
 from .mri import MRISample, Reconstruction, reduced_problem, rss_image, to_target, zero_filled_coils
+from .operators.fourier import fft2c
 from .operators.espirit import espirit_maps
 from .operators.mri import Sense
 
@@ -84,9 +85,8 @@ class SigPyRecon:
                    "tv": sigpy.mri.app.TotalVariationRecon}[self.method]
         image = app_cls(ksp, maps, lamda, weights=weights, max_iter=self.max_iter, show_pbar=self.show_pbar).run()
         image = torch.from_numpy(np.asarray(image)) / scale
-        coil_op = Sense(torch.from_numpy(maps), torch.ones(1, ksp.shape[-1]))
-        coil_images = coil_op.expand(image.to(torch.complex64))
-        predicted = coil_op(image.to(torch.complex64))
+        coil_images = Sense(torch.from_numpy(maps), torch.ones(1, ksp.shape[-1])).expand(image.to(torch.complex64))
+        predicted = fft2c(coil_images)  # the full (unmasked) coil k-space the image predicts
         # RSS of the coil images S x: on the scale of the fastMRI (RSS) target.
         return Reconstruction(to_target(rss_image(coil_images), sample.target_size), predicted,
                               {"grid_rows": rows, "lamda": lamda})

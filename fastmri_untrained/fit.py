@@ -14,7 +14,6 @@ is divided by ``scale``, so callers always see the units of ``y``.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 import warnings
@@ -275,7 +274,3 @@ def fit(net: nn.Module, forward_model: Callable[[torch.Tensor], torch.Tensor], m
     return FitResult(output=returned / scale, history=history, iterations=it, returned_iteration=returned_iter,
                      stop_reason=stop_reason, scale=scale, seconds=time.perf_counter() - start)
 
-
-def clone_network(net: nn.Module) -> nn.Module:
-    """A deep copy (for fitting the same initialisation twice, e.g. holdout then full data)."""
-    return copy.deepcopy(net)
