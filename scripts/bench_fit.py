@@ -10,7 +10,13 @@ Both sides fit the same ConvDecoder size (layers, channels, 3x3, nearest upsampl
 measurements through the same SENSE model (ESPIRiT maps computed once, not timed), with Adam:
 deepinv as ``deepinv.models.DeepImagePrior(ConvDecoder)`` on ``deepinv.physics.MultiCoilMRI``,
 ours through ``fastmri_untrained.fit.fit`` with the readout reduction and our vectorised
-operator. The deep decoder is timed on our side only (deepinv has none). Writes a JSON.
+operator. The deep decoder is timed on our side only (deepinv has none).
+
+With ``--ssim-iterations N`` it also fits N iterations per network, recording the SSIM of the
+finished reconstruction (data consistency, RSS, crop: what the product returns, applied alike
+to both sides) every ``--ssim-every`` iterations, and reports the time to reach each of
+``--ssim-levels`` as (first iteration at that SSIM) x (the untracked milliseconds per
+iteration), so the SSIM evaluations are not timed. Writes a JSON.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from fastmri_untrained.data.simulate import SimulationConfig, simulate_slice
 from fastmri_untrained.data.images import mr_images
 from fastmri_untrained.evaluate import slice_ssim
 from fastmri_untrained.fit import FitConfig, fit
-from fastmri_untrained.mri import MRISample
+from fastmri_untrained.mri import MRISample, data_consistency, rss_image, to_target
+from fastmri_untrained.operators.fourier import fft2c, ifft2c
 from fastmri_untrained.operators.masks import make_mask
 from fastmri_untrained.recon import MRIProblem, UntrainedConfig
 
@@ -59,6 +66,57 @@ def time_ours(sample, method, layers, channels, iterations, device, autocast=Non
     return 1000 * (time.perf_counter() - start) / iterations, problem
 
 
+def ssim_curve_ours(sample, method, layers, channels, iterations, every, device):
+    """[(iteration, SSIM)] of our finished reconstruction while fitting (SENSE model, Adam 0.008)."""
+    cfg = UntrainedConfig(method=method, forward_model="sense", device=device,
+                          net=dict(layers=layers, channels=channels))
+    problem = MRIProblem(sample, cfg)
+    fit_cfg = FitConfig(iterations=iterations, lr=0.008, show_progress=True, track_every=every)
+    result = fit(problem.build_net(), problem.forward_model(problem.mask), problem.kspace, fit_cfg,
+                 monitor=lambda out: {"ssim": slice_ssim(sample.target, problem.finish(out)[0])},
+                 description=f"ours {method} SSIM curve")
+    return list(zip(result.history["monitor_iteration"], result.history["ssim"]))
+
+
+def ssim_curve_deepinv(sample, problem, layers, channels, iterations, every, device):
+    """The same curve for deepinv's ConvDecoder: DeepImagePrior's loop (Adam on the MSE of
+    physics.A(generator(z)) - y), with our finishing step on its SENSE image."""
+    from tqdm import tqdm
+
+    _, physics, y, gen, img_size, maps = deepinv_setup(sample, problem, layers, channels, device)
+    scale = y.abs().max()
+    y = y / scale
+    kspace, mask = sample.kspace.to(device), sample.mask.to(device)
+    z = torch.randn((1,) + img_size, device=device)
+    optimizer = torch.optim.Adam(gen.parameters(), lr=0.008)
+    curve = []
+    for it in tqdm(range(iterations + 1), desc="deepinv conv-decoder SSIM curve", leave=False):
+        x = gen(z)
+        if it % every == 0 or it == iterations:
+            with torch.no_grad():
+                image = torch.complex(x[0, 0], x[0, 1]) * scale
+                coils = fft2c(maps * image)
+                done = rss_image(ifft2c(data_consistency(coils, kspace, mask)))
+                curve.append((it, slice_ssim(sample.target, to_target(done, sample.target_size))))
+        if it == iterations:
+            break
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(physics.A(x), y)
+        loss.backward()
+        optimizer.step()
+    return curve
+
+
+def time_to_levels(curve, ms_per_iteration, levels) -> dict:
+    """{level: {"iteration", "seconds"}} for the first tracked iterate at or above each level
+    (None where the curve never reaches it)."""
+    out = {}
+    for level in levels:
+        hit = next((it for it, value in curve if value >= level), None)
+        out[f"{level:g}"] = None if hit is None else {"iteration": hit, "seconds": hit * ms_per_iteration / 1000}
+    return out
+
+
 def sync(device):
     if str(device).startswith("cuda"):
         torch.cuda.synchronize()
@@ -77,11 +135,11 @@ def deepinv_setup(sample, problem, layers, channels, device):
     y = torch.view_as_real(sample.kspace.to(device)).permute(3, 0, 1, 2)[None].contiguous()  # (1, 2, C, H, W)
     in_size = (8, 4)
     gen = dinv.models.ConvDecoder(img_size=(2, h, w), in_size=in_size, layers=layers, channels=channels).to(device)
-    return dinv, physics, y, gen, (channels,) + in_size
+    return dinv, physics, y, gen, (channels,) + in_size, full_maps[0]
 
 
 def time_deepinv(sample, problem, layers, channels, iterations, device):
-    dinv, physics, y, gen, img_size = deepinv_setup(sample, problem, layers, channels, device)
+    dinv, physics, y, gen, img_size, _ = deepinv_setup(sample, problem, layers, channels, device)
     # Same data scaling as ours, so both fit numbers of comparable size.
     y = y / y.abs().max()
     dip = dinv.models.DeepImagePrior(gen, img_size=img_size, iterations=2, learning_rate=0.008)
@@ -104,6 +162,9 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--skip-deepinv", action="store_true")
     p.add_argument("--bf16", action="store_true", help="also time ours under bf16 autocast (GPU)")
+    p.add_argument("--ssim-iterations", type=int, default=0, help="also measure time to SSIM (0: skip)")
+    p.add_argument("--ssim-every", type=int, default=25)
+    p.add_argument("--ssim-levels", type=float, nargs="+", default=[0.8, 0.85, 0.9])
     p.add_argument("--out", type=Path, default=Path("outputs/bench_fit.json"))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -123,6 +184,19 @@ def main(argv=None):
             row["deepinv_conv_decoder_ms"] = time_deepinv(sample, problem, args.layers, args.channels,
                                                           args.iterations, args.device)
             row["ratio_ours_over_deepinv"] = row["ours_conv_decoder_ms"] / row["deepinv_conv_decoder_ms"]
+        if args.ssim_iterations > 0:
+            curves = {"ours_conv_decoder": (ssim_curve_ours(sample, "conv-decoder", args.layers, args.channels,
+                                                            args.ssim_iterations, args.ssim_every, args.device),
+                                            row["ours_conv_decoder_ms"]),
+                      "ours_deep_decoder": (ssim_curve_ours(sample, "deep-decoder", args.layers, 2 * args.channels,
+                                                            args.ssim_iterations, args.ssim_every, args.device),
+                                            row["ours_deep_decoder_ms"])}
+            if not args.skip_deepinv:
+                curves["deepinv_conv_decoder"] = (
+                    ssim_curve_deepinv(sample, problem, args.layers, args.channels, args.ssim_iterations,
+                                       args.ssim_every, args.device), row["deepinv_conv_decoder_ms"])
+            row["ssim_curves"] = {k: c for k, (c, _) in curves.items()}
+            row["time_to_ssim"] = {k: time_to_levels(c, ms, args.ssim_levels) for k, (c, ms) in curves.items()}
         results["rows"].append(row)
         print(json.dumps(row), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ from fastmri_untrained.fit import FitConfig
 from fastmri_untrained.pipeline import MaskSpec, iterate_volumes
 from fastmri_untrained.recon import DEFAULT_FIT, UntrainedConfig, UntrainedReconstructor
 
-LAMBDAS = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
+LAMBDAS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 
 
 @dataclasses.dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 from skimage.transform import resize, rotate
@@ -99,6 +99,7 @@ def mr_images(
     augment: bool = True,
     max_shift: float = 0.05,
     max_angle: float = 8.0,
+    sources: Optional[Sequence[int]] = None,
 ) -> np.ndarray:
     """A stack of real MR magnitude images, deterministic under ``seed``.
 
@@ -114,20 +115,25 @@ def mr_images(
         seed: an int or a sequence of ints (e.g. ``(seed, volume_index)``) for numpy's
             ``default_rng``.
         augment: apply the random flip/rotation/shift.
+        sources: indices into :func:`source_slices` to draw from (default: all). Disjoint
+            sets keep a training split from ever seeing a test image.
 
     Returns:
         float32 array of shape (num, height, width), each image with maximum 1.
     """
     if num < 1:
         raise ValueError(f"num must be >= 1, got {num}")
-    sources = _load_sources()
+    all_sources = _load_sources()
+    pool = list(range(len(all_sources))) if sources is None else [int(i) for i in sources]
+    if not pool or any(not 0 <= i < len(all_sources) for i in pool):
+        raise ValueError(f"sources must be indices in [0, {len(all_sources)}), got {sources}")
     rng = np.random.default_rng(seed)
     order: list[int] = []
     while len(order) < num:
-        order.extend(rng.permutation(len(sources)).tolist())
+        order.extend(pool[i] for i in rng.permutation(len(pool)))
     out = np.empty((num, int(size[0]), int(size[1])), dtype=np.float32)
     for i, j in enumerate(order[:num]):
-        img = fit_to_size(sources[j].image, size)
+        img = fit_to_size(all_sources[j].image, size)
         if augment:
             img = _augment(img, rng, max_shift, max_angle)
         img = np.clip(img, 0.0, None)

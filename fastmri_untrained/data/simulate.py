@@ -76,6 +76,8 @@ class SimulationConfig:
         augment: random flips/rotations/shifts of the source images.
         acquisition: the ``acquisition`` attribute; default "AXT1" (multicoil brain) or
             "CORPD_FBK" (singlecoil).
+        sources: indices of the bundled MR slices to draw images from (``images.source_slices``);
+            None for all. Train and test splits with disjoint sources share no image.
     """
 
     challenge: str = "multicoil"
@@ -90,6 +92,7 @@ class SimulationConfig:
     phase_amplitude: float = np.pi / 2
     augment: bool = True
     acquisition: Optional[str] = None
+    sources: Optional[tuple[int, ...]] = None
 
     def __post_init__(self):
         if self.challenge not in CHALLENGES:
@@ -323,7 +326,7 @@ def simulate_volume(
     h, w = config.recon_size
     S = config.slices
     # Separate streams for image choice and for phase/noise, both fixed by (seed, index).
-    images = mr_images(S, (h, w), seed=(config.seed, index, 0), augment=config.augment)
+    images = mr_images(S, (h, w), seed=(config.seed, index, 0), augment=config.augment, sources=config.sources)
     rng = np.random.default_rng((config.seed, index, 1))
     kshape = (S, config.coils, H, W) if config.multicoil else (S, H, W)
     path = Path(path)

@@ -1,0 +1,283 @@
+"""One command: the fastMRI leaderboard of every method on simulated data, at 4x and 8x.
+
+    .venv/bin/python scripts/leaderboard_simulated.py           # the README table (about an hour, 2 CPU cores)
+    .venv/bin/python scripts/leaderboard_simulated.py --quick   # tiny sizes (a minute or two); used by the tests
+
+What it does, with the project's own commands (each printed as it runs):
+
+1. ``simulate`` train / val / test splits of multi-coil data. Their ground-truth images come
+   from disjoint sets of the bundled MR source slices, so the trained baselines never see a
+   test image (not even augmented).
+2. ``train-baseline`` the fastMRI U-Net and VarNet once, on masks drawn from both protocols
+   (as fastMRI trains), with ``Trainer.fit`` and fastMRI validation.
+3. Per protocol (4x, centre 0.08; 8x, centre 0.04; equispaced_fraction): ``reconstruct`` the
+   test split with every classical and un-trained method through the Lightning module, and
+   ``predict-baseline`` with the trained ones; each method's wall time gives seconds per slice
+   and slices per hour (the process count and threads are recorded beside it).
+4. ``evaluate`` ranks them with fastMRI's metrics (CSV, JSON, PNG per protocol).
+5. Throughput with more processes: the ConvDecoder at the first protocol again, as a
+   ``--devices N --strategy ddp`` CPU job (a separate process tree, as a user would launch it),
+   with its slices per hour and whether its files equal the 1-process ones bit for bit.
+
+Package defaults throughout (no per-method tuning here; scripts/quality_table.py sweeps the
+L1-wavelet weight). Output: OUT/{4x,8x}/<method>/*.h5, OUT/{4x,8x}/report/, OUT/leaderboard.json
+and OUT/leaderboard.md. Rerunning resumes: finished methods and trained checkpoints are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import io
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from fastmri_untrained import cli
+from fastmri_untrained.data.simulate import SimulationConfig, simulate_dataset
+from fastmri_untrained.pipeline import write_json
+
+CLASSICAL = ("zero-filled", "sense", "l1-wavelet", "tv")
+UNTRAINED = ("conv-decoder", "deep-decoder", "dip")
+TRAINED = ("unet", "varnet")
+
+
+@dataclasses.dataclass
+class Setting:
+    shape: tuple = (256, 192)  # k-space (readout 2x oversampled): 128x128 targets, the demo's size
+    coils: int = 8
+    train: tuple = (12, 2)  # (volumes, slices per volume)
+    val: tuple = (1, 2)
+    test: tuple = (2, 1)
+    test_sources: tuple = (0, 4, 8)  # bundled MR slices kept for testing; the other 8 train
+    methods: tuple = CLASSICAL + UNTRAINED
+    trained: tuple = TRAINED
+    protocols: tuple = ((4, 0.08), (8, 0.04))  # (acceleration, centre fraction)
+    untrained_args: tuple = ()  # extra reconstruct flags for the un-trained methods (none: defaults)
+    ddp_processes: int = 2  # the DDP throughput run (0: skip)
+    ddp_method: str = "conv-decoder"
+    epochs: dict = dataclasses.field(default_factory=lambda: {"unet": 30, "varnet": 15})
+    model_args: dict = dataclasses.field(default_factory=lambda: {
+        "unet": [],  # fastMRI's U-Net: 32 channels, 4 pools
+        "varnet": ["--num-cascades", "4", "--chans", "12"],  # a reduced VarNet that trains on CPU
+    })
+
+
+QUICK = Setting(shape=(128, 96), coils=4, train=(2, 2), val=(1, 1), test=(1, 1),
+                protocols=((4, 0.16), (8, 0.09)),  # a small matrix needs >= 8 calibration lines
+                untrained_args=("--iterations", "20", "--layers", "3", "--channels", "16"),
+                epochs={"unet": 1, "varnet": 1}, ddp_processes=0,
+                model_args={"unet": ["--chans", "4", "--pools", "2"],
+                            "varnet": ["--num-cascades", "2", "--chans", "4", "--pools", "2",
+                                       "--sens-chans", "4", "--sens-pools", "2"]})
+
+
+def run_command(argv: list[str], log: Path | None = None) -> float:
+    """Run ``fastmri-untrained ARGV`` in this process; print it; return its wall time.
+
+    A non-zero exit (a bad input) stops the whole run with the command that failed."""
+    print("$ fastmri-untrained " + shlex.join(argv), flush=True)
+    start = time.perf_counter()
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        code = cli.main(argv)
+    seconds = time.perf_counter() - start
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as f:
+            f.write(f"$ fastmri-untrained {shlex.join(argv)}\n{buffer.getvalue()}\n")
+    if code != 0:
+        print(buffer.getvalue())
+        raise SystemExit(f"command failed with exit code {code}: fastmri-untrained {shlex.join(argv)}")
+    return seconds
+
+
+def simulate_splits(setting: Setting, root: Path, seed: int) -> dict:
+    train_sources = tuple(i for i in range(11) if i not in setting.test_sources)
+    splits = {"train": (setting.train, train_sources, seed + 1), "val": (setting.val, train_sources, seed + 2),
+              "test": (setting.test, setting.test_sources, seed)}
+    paths = {}
+    for name, ((volumes, slices), sources, split_seed) in splits.items():
+        paths[name] = root / "data" / name
+        if not sorted(paths[name].glob("*.h5")):
+            config = SimulationConfig(num_volumes=volumes, slices=slices, coils=setting.coils, shape=setting.shape,
+                                      seed=split_seed, sources=sources)
+            simulate_dataset(paths[name], config=config, show_progress=False)
+    return paths
+
+
+def mask_args(protocols) -> list[str]:
+    return (["--mask-type", "equispaced_fraction", "--accelerations", *(f"{a:g}" for a, _ in protocols),
+             "--center-fractions", *(f"{c:g}" for _, c in protocols)])
+
+
+def train_baselines(setting: Setting, paths: dict, root: Path, seed: int) -> dict:
+    """Train each baseline once on both protocols' masks; returns {kind: best checkpoint}."""
+    checkpoints = {}
+    for kind in setting.trained:
+        out = root / "trained" / kind
+        best = out / "checkpoints" / "best.ckpt"
+        if not best.exists():
+            seconds = run_command(["train-baseline", "--kind", kind, "--train-path", str(paths["train"]),
+                                   "--val-path", str(paths["val"]), "--out", str(out),
+                                   "--max-epochs", str(setting.epochs[kind]), *setting.model_args[kind],
+                                   *mask_args(setting.protocols), "--seed", str(seed), "--device", "cpu",
+                                   "--no-progress"], log=root / "commands.log")
+            write_json(out / "training_time.json", {"seconds": seconds})
+        checkpoints[kind] = best
+    return checkpoints
+
+
+def reconstruct_protocol(setting: Setting, paths: dict, checkpoints: dict, root: Path, accel: float, cf: float,
+                         seed: int) -> dict:
+    """Every method at one protocol; returns {method: timing} (timing from the run that wrote it)."""
+    proto = root / f"{accel:g}x"
+    slices = setting.test[0] * setting.test[1]
+    timings = {}
+    for method in (*setting.methods, *setting.trained):
+        out = proto / method
+        timing_file = out / "timing.json"
+        if not timing_file.exists():
+            masks = mask_args([(accel, cf)])
+            if method in setting.trained:
+                argv = ["predict-baseline", "--checkpoint", str(checkpoints[method]), "--data-path", str(paths["test"]),
+                        "--out", str(out), *masks, "--device", "cpu", "--no-progress"]
+            else:
+                extra = list(setting.untrained_args) if method in UNTRAINED else []
+                argv = ["reconstruct", "--data-path", str(paths["test"]), "--out", str(out), "--method", method,
+                        *masks, *extra, "--seed", str(seed), "--accelerator", "cpu", "--devices", "1",
+                        "--no-progress"]
+            seconds = run_command(argv, log=root / "commands.log")
+            write_json(timing_file, {"seconds": seconds, "slices": slices, "processes": 1,
+                                     "threads": torch.get_num_threads(), "command": shlex.join(argv)})
+        timings[method] = json.loads(timing_file.read_text())
+    return timings
+
+
+def evaluate_protocol(setting: Setting, paths: dict, root: Path, accel: float) -> dict:
+    proto = root / f"{accel:g}x"
+    methods = (*setting.methods, *setting.trained)
+    run_command(["evaluate", "--target-path", str(paths["test"]), "--challenge", "multicoil",
+                 "--predictions-path", *(str(proto / m) for m in methods), "--out", str(proto / "report")],
+                log=root / "commands.log")
+    return json.loads((proto / "report" / "leaderboard.json").read_text())
+
+
+def ddp_throughput(setting: Setting, paths: dict, root: Path, accel: float, cf: float, seed: int) -> dict:
+    """The DDP run of ``setting.ddp_method`` at one protocol, launched as its own process tree."""
+    n, method = setting.ddp_processes, setting.ddp_method
+    proto = root / f"{accel:g}x"
+    out = proto / f"{method}-ddp{n}"
+    timing_file = out / "timing.json"
+    if not timing_file.exists():
+        extra = list(setting.untrained_args) if method in UNTRAINED else []
+        argv = ["reconstruct", "--data-path", str(paths["test"]), "--out", str(out), "--method", method,
+                *mask_args([(accel, cf)]), *extra, "--seed", str(seed), "--accelerator", "cpu",
+                "--devices", str(n), "--strategy", "ddp", "--no-progress"]
+        print("$ fastmri-untrained " + shlex.join(argv), flush=True)
+        # One thread per process, so N processes share the cores rather than oversubscribe them.
+        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // n))}
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "fastmri_untrained.cli", *argv], env=env, capture_output=True,
+                              text=True)
+        seconds = time.perf_counter() - start
+        if done.returncode != 0:
+            raise SystemExit(f"DDP run failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        # Same seeds per slice, so the files agree with the 1-process run up to the rounding of a
+        # different thread count (bit for bit at equal threads: tests/test_ddp.py).
+        diff = max(float(np.abs(_read(f) - _read(proto / method / f.name)).max() / np.abs(_read(f)).max())
+                   for f in sorted(out.glob("*.h5")))
+        write_json(timing_file, {"seconds": seconds, "slices": setting.test[0] * setting.test[1], "processes": n,
+                                 "threads": int(env["OMP_NUM_THREADS"]), "max_relative_difference": diff,
+                                 "command": shlex.join(argv)})
+    return json.loads(timing_file.read_text())
+
+
+def _read(path: Path) -> np.ndarray:
+    with h5py.File(path, "r") as hf:
+        return hf["reconstruction"][()]
+
+
+def markdown(result: dict) -> str:
+    lines = ["| accel. | rank | method | SSIM | PSNR (dB) | NMSE | s / slice | slices / hour |",
+             "|---|---|---|---|---|---|---|---|"]
+    for p in result["protocols"]:
+        for method in p["ranking"]:
+            s, t = p["summary"][method], p["timing"][method]
+            per_slice = t["seconds"] / t["slices"]
+            lines.append(f"| {p['acceleration']:g}x | {s['rank']} | {method} | {s['SSIM']:.4f} | {s['PSNR']:.2f} | "
+                         f"{s['NMSE']:.4f} | {per_slice:.1f} | {3600 / per_slice:.0f} |")
+    ddp = result.get("ddp")
+    if ddp:
+        one = result["protocols"][0]["timing"][ddp["method"]]
+        lines += ["", "| setting | processes x threads | s / slice | slices / hour |", "|---|---|---|---|"]
+        for name, t in ((f"CPU, 1 process ({ddp['method']})", one),
+                        (f"CPU, DDP ({ddp['method']}; files differ from 1 process by {ddp['max_relative_difference']:.1e})", ddp)):
+            per_slice = t["seconds"] / t["slices"]
+            lines.append(f"| {name} | {t['processes']} x {t['threads']} | {per_slice:.1f} | {3600 / per_slice:.0f} |")
+    trained = result.get("training_seconds", {})
+    if trained:
+        lines.append("")
+        lines.append("Training (once, both protocols' masks): " + ", ".join(
+            f"{k} {v / 60:.1f} min" for k, v in trained.items()) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def run(setting: Setting, root: Path, seed: int = 0) -> dict:
+    root.mkdir(parents=True, exist_ok=True)
+    paths = simulate_splits(setting, root, seed)
+    checkpoints = train_baselines(setting, paths, root, seed)
+    result = {"setting": _jsonable(dataclasses.asdict(setting)), "threads": torch.get_num_threads(),
+              "training_seconds": {k: json.loads((root / "trained" / k / "training_time.json").read_text())["seconds"]
+                                   for k in setting.trained if (root / "trained" / k / "training_time.json").exists()},
+              "protocols": []}
+    for accel, cf in setting.protocols:
+        timing = reconstruct_protocol(setting, paths, checkpoints, root, accel, cf, seed)
+        board = evaluate_protocol(setting, paths, root, accel)
+        result["protocols"].append({"acceleration": accel, "center_fraction": cf, "ranking": board["ranking"],
+                                    "summary": board["summary"], "timing": timing})
+    if setting.ddp_processes > 1:
+        accel, cf = setting.protocols[0]
+        result["ddp"] = {"method": setting.ddp_method, **ddp_throughput(setting, paths, root, accel, cf, seed)}
+    write_json(root / "leaderboard.json", result)
+    table = markdown(result)
+    (root / "leaderboard.md").write_text(table)
+    print("\n" + table)
+    return result
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="tiny sizes, as the tests use")
+    p.add_argument("--out", type=Path, default=Path("outputs/leaderboard_simulated"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--methods", nargs="+", help=f"subset of {', '.join(CLASSICAL + UNTRAINED)}")
+    p.add_argument("--trained", nargs="*", help="subset of unet varnet (none: skip the trained baselines)")
+    args = p.parse_args(argv)
+    setting = dataclasses.replace(QUICK if args.quick else Setting())
+    if args.methods:
+        setting.methods = tuple(args.methods)
+    if args.trained is not None:
+        setting.trained = tuple(args.trained)
+    return run(setting, args.out, args.seed)
+
+
+if __name__ == "__main__":
+    main()

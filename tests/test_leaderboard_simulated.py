@@ -1,0 +1,64 @@
+"""scripts/leaderboard_simulated.py: the one-command leaderboard, at its --quick size."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from fastmri_untrained.data.images import mr_images
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory, load_script):
+    module = load_script("leaderboard_simulated")
+    root = tmp_path_factory.mktemp("leaderboard")
+    return module, root, module.main(["--quick", "--out", str(root)])
+
+
+def test_every_method_ranked_at_both_accelerations(board):
+    module, root, result = board
+    methods = set(module.CLASSICAL + module.UNTRAINED + module.TRAINED)
+    assert [p["acceleration"] for p in result["protocols"]] == [4, 8]
+    for p in result["protocols"]:
+        assert set(p["ranking"]) == methods
+        assert sorted(s["rank"] for s in p["summary"].values()) == list(range(1, len(methods) + 1))
+        for m in methods:
+            assert p["summary"][m]["volumes"] == 1
+            assert np.isfinite(p["summary"][m]["SSIM"]) and 0 < p["summary"][m]["SSIM"] <= 1
+            assert p["timing"][m]["seconds"] > 0 and p["timing"][m]["slices"] == 1
+        for name in ("leaderboard.csv", "leaderboard.json", "metrics.png", "slices.png"):
+            assert (root / f"{p['acceleration']}x" / "report" / name).is_file()
+    table = (root / "leaderboard.md").read_text()
+    assert table.count("| 4x |") == len(methods) and table.count("| 8x |") == len(methods)
+    assert json.loads((root / "leaderboard.json").read_text())["protocols"][1]["ranking"] == result["protocols"][1]["ranking"]
+
+
+def test_reconstructions_are_fastmri_files_of_the_target_shape(board):
+    _, root, _ = board
+    (target_file,) = sorted((root / "data" / "test").glob("*.h5"))
+    with h5py.File(target_file) as hf:
+        shape = hf["reconstruction_rss"].shape
+    for method_dir in sorted((root / "8x").iterdir()):
+        if method_dir.name != "report":
+            with h5py.File(method_dir / target_file.name) as hf:
+                assert hf["reconstruction"].shape == shape, method_dir.name
+
+
+def test_rerun_resumes_without_reconstructing_again(board, monkeypatch):
+    module, root, result = board
+    calls = []
+    real = module.cli.main
+    monkeypatch.setattr(module.cli, "main", lambda argv: calls.append(argv[0]) or real(argv))
+    again = module.main(["--quick", "--out", str(root)])
+    assert calls == ["evaluate", "evaluate"]  # nothing simulated, trained or reconstructed twice
+    assert again["protocols"][0]["summary"] == result["protocols"][0]["summary"]
+
+
+def test_train_and_test_images_come_from_disjoint_sources():
+    test = mr_images(3, (64, 64), seed=0, augment=False, sources=(0, 4, 8))
+    train = mr_images(8, (64, 64), seed=1, augment=False, sources=(1, 2, 3, 5, 6, 7, 9, 10))
+    distances = [np.abs(a - b).max() for a in test for b in train]
+    assert min(distances) > 0.05
+    with pytest.raises(ValueError, match="sources"):
+        mr_images(1, (8, 8), sources=())
