@@ -78,12 +78,12 @@ def ssim_curve_ours(sample, method, layers, channels, iterations, every, device)
     return list(zip(result.history["monitor_iteration"], result.history["ssim"]))
 
 
-def ssim_curve_deepinv(sample, problem, layers, channels, iterations, every, device):
+def ssim_curve_deepinv(sample, layers, channels, iterations, every, device):
     """The same curve for deepinv's ConvDecoder: DeepImagePrior's loop (Adam on the MSE of
     physics.A(generator(z)) - y), with our finishing step on its SENSE image."""
     from tqdm import tqdm
 
-    _, physics, y, gen, img_size, maps = deepinv_setup(sample, problem, layers, channels, device)
+    _, physics, y, gen, img_size, maps = deepinv_setup(sample, layers, channels, device)
     scale = y.abs().max()
     y = y / scale
     kspace, mask = sample.kspace.to(device), sample.mask.to(device)
@@ -122,7 +122,7 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def deepinv_setup(sample, problem, layers, channels, device):
+def deepinv_setup(sample, layers, channels, device):
     import deepinv as dinv
 
     from fastmri_untrained.baselines import sense_maps_for
@@ -138,8 +138,8 @@ def deepinv_setup(sample, problem, layers, channels, device):
     return dinv, physics, y, gen, (channels,) + in_size, full_maps[0]
 
 
-def time_deepinv(sample, problem, layers, channels, iterations, device):
-    dinv, physics, y, gen, img_size, _ = deepinv_setup(sample, problem, layers, channels, device)
+def time_deepinv(sample, layers, channels, iterations, device):
+    dinv, physics, y, gen, img_size, _ = deepinv_setup(sample, layers, channels, device)
     # Same data scaling as ours, so both fit numbers of comparable size.
     y = y / y.abs().max()
     dip = dinv.models.DeepImagePrior(gen, img_size=img_size, iterations=2, learning_rate=0.008)
@@ -165,43 +165,73 @@ def main(argv=None):
     p.add_argument("--ssim-iterations", type=int, default=0, help="also measure time to SSIM (0: skip)")
     p.add_argument("--ssim-every", type=int, default=25)
     p.add_argument("--ssim-levels", type=float, nargs="+", default=[0.8, 0.85, 0.9])
+    p.add_argument("--timing-from", type=Path,
+                   help="take the ms per iteration from this earlier bench JSON (same sizes and network) instead of "
+                        "timing again, e.g. to record SSIM curves while the machine is busy (iteration counts do "
+                        "not depend on load; timings do)")
     p.add_argument("--out", type=Path, default=Path("outputs/bench_fit.json"))
     args = p.parse_args(argv)
+    earlier = {}
+    if args.timing_from is not None:
+        old = json.loads(args.timing_from.read_text())
+        if (old["layers"], old["channels"]) != (args.layers, args.channels):
+            p.error(f"{args.timing_from}: timed {old['layers']} layers x {old['channels']} channels, "
+                    f"not {args.layers} x {args.channels}")
+        earlier = {row["size"]: row for row in old["rows"]}
+        missing = [s for s in args.sizes if s not in earlier]
+        if missing:
+            p.error(f"{args.timing_from}: no timing for sizes {missing}")
     torch.set_num_threads(args.threads)
     results = {"device": args.device, "threads": args.threads, "torch": torch.__version__,
                "layers": args.layers, "channels": args.channels, "iterations": args.iterations, "rows": []}
     for size in args.sizes:
         sample = make_sample(**SIZES[size])
         row = {"size": size, **{k: list(v) if isinstance(v, tuple) else v for k, v in SIZES[size].items()}}
-        row["ours_conv_decoder_ms"], problem = time_ours(sample, "conv-decoder", args.layers, args.channels,
-                                                         args.iterations, args.device)
-        row["ours_deep_decoder_ms"], _ = time_ours(sample, "deep-decoder", args.layers, 2 * args.channels,
-                                                   args.iterations, args.device)
-        if args.bf16:
-            row["ours_conv_decoder_bf16_ms"], _ = time_ours(sample, "conv-decoder", args.layers, args.channels,
-                                                            args.iterations, args.device, autocast="bfloat16")
-        if not args.skip_deepinv:
-            row["deepinv_conv_decoder_ms"] = time_deepinv(sample, problem, args.layers, args.channels,
-                                                          args.iterations, args.device)
-            row["ratio_ours_over_deepinv"] = row["ours_conv_decoder_ms"] / row["deepinv_conv_decoder_ms"]
+        if size in earlier:
+            row.update({k: v for k, v in earlier[size].items() if k.endswith("_ms") or k.startswith("ratio")},
+                       timing_from=str(args.timing_from))
+        else:
+            row.update(time_all(args, sample))
         if args.ssim_iterations > 0:
-            curves = {"ours_conv_decoder": (ssim_curve_ours(sample, "conv-decoder", args.layers, args.channels,
-                                                            args.ssim_iterations, args.ssim_every, args.device),
-                                            row["ours_conv_decoder_ms"]),
-                      "ours_deep_decoder": (ssim_curve_ours(sample, "deep-decoder", args.layers, 2 * args.channels,
-                                                            args.ssim_iterations, args.ssim_every, args.device),
-                                            row["ours_deep_decoder_ms"])}
-            if not args.skip_deepinv:
-                curves["deepinv_conv_decoder"] = (
-                    ssim_curve_deepinv(sample, problem, args.layers, args.channels, args.ssim_iterations,
-                                       args.ssim_every, args.device), row["deepinv_conv_decoder_ms"])
-            row["ssim_curves"] = {k: c for k, (c, _) in curves.items()}
-            row["time_to_ssim"] = {k: time_to_levels(c, ms, args.ssim_levels) for k, (c, ms) in curves.items()}
+            row.update(ssim_rows(args, sample, row))
         results["rows"].append(row)
-        print(json.dumps(row), flush=True)
+        print(json.dumps({k: v for k, v in row.items() if k != "ssim_curves"}), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")
+
+
+def time_all(args, sample) -> dict:
+    """Milliseconds per iteration: ours (ConvDecoder, deep decoder, optionally bf16) and deepinv."""
+    row = {}
+    row["ours_conv_decoder_ms"], _ = time_ours(sample, "conv-decoder", args.layers, args.channels,
+                                               args.iterations, args.device)
+    row["ours_deep_decoder_ms"], _ = time_ours(sample, "deep-decoder", args.layers, 2 * args.channels,
+                                               args.iterations, args.device)
+    if args.bf16:
+        row["ours_conv_decoder_bf16_ms"], _ = time_ours(sample, "conv-decoder", args.layers, args.channels,
+                                                        args.iterations, args.device, autocast="bfloat16")
+    if not args.skip_deepinv:
+        row["deepinv_conv_decoder_ms"] = time_deepinv(sample, args.layers, args.channels, args.iterations,
+                                                      args.device)
+        row["ratio_ours_over_deepinv"] = row["ours_conv_decoder_ms"] / row["deepinv_conv_decoder_ms"]
+    return row
+
+
+def ssim_rows(args, sample, row) -> dict:
+    """SSIM curves while fitting and the time to reach each level (with the row's ms/iteration)."""
+    curves = {"ours_conv_decoder": (ssim_curve_ours(sample, "conv-decoder", args.layers, args.channels,
+                                                    args.ssim_iterations, args.ssim_every, args.device),
+                                    row["ours_conv_decoder_ms"]),
+              "ours_deep_decoder": (ssim_curve_ours(sample, "deep-decoder", args.layers, 2 * args.channels,
+                                                    args.ssim_iterations, args.ssim_every, args.device),
+                                    row["ours_deep_decoder_ms"])}
+    if not args.skip_deepinv:
+        curves["deepinv_conv_decoder"] = (ssim_curve_deepinv(sample, args.layers, args.channels,
+                                                             args.ssim_iterations, args.ssim_every, args.device),
+                                          row["deepinv_conv_decoder_ms"])
+    return {"ssim_curves": {k: c for k, (c, _) in curves.items()},
+            "time_to_ssim": {k: time_to_levels(c, ms, args.ssim_levels) for k, (c, ms) in curves.items()}}
 
 
 if __name__ == "__main__":

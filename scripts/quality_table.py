@@ -141,6 +141,7 @@ def main(argv=None):
     p.add_argument("--coils", type=int)
     p.add_argument("--volumes", type=int)
     p.add_argument("--slices", type=int)
+    p.add_argument("--accelerations", type=float, nargs="+", help="run only these of the setting's protocols")
     args = p.parse_args(argv)
     setting = dataclasses.replace(QUICK if args.quick else Setting())
     for field in ("iterations", "coils", "volumes", "slices"):
@@ -150,6 +151,10 @@ def main(argv=None):
         setting.shape = tuple(args.shape)
     if args.methods:
         setting.methods = tuple(args.methods)
+    if args.accelerations:
+        setting.protocols = tuple(p for p in setting.protocols if p[0] in args.accelerations)
+        if not setting.protocols:
+            p.error("--accelerations: none of the setting's protocols (4 and 8) selected")
     run(setting, args.out, args.seed)
 
 
