@@ -221,11 +221,21 @@ def reconstruct_kspace_file(path: Path, out_dir: Path, method: str, reconstructo
     return row
 
 
+def json_default(obj):
+    """``json.dumps(default=...)`` for numpy scalars and arrays."""
+    if isinstance(obj, (np.floating, np.integer, np.bool_)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
 def write_json(path: Path, data) -> None:
+    """Write ``data`` (numpy values allowed) as JSON, atomically."""
     from .errors import atomic_path
 
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2))
+        tmp.write_text(json.dumps(data, indent=2, default=json_default))
 
 
 def read_reconstruction(path: Path) -> np.ndarray:

@@ -236,7 +236,7 @@ def run(setting: Setting, root: Path, seed: int = 0) -> dict:
     root.mkdir(parents=True, exist_ok=True)
     paths = simulate_splits(setting, root, seed)
     checkpoints = train_baselines(setting, paths, root, seed)
-    result = {"setting": _jsonable(dataclasses.asdict(setting)), "threads": torch.get_num_threads(),
+    result = {"setting": dataclasses.asdict(setting), "threads": torch.get_num_threads(),
               "training_seconds": {k: json.loads((root / "trained" / k / "training_time.json").read_text())["seconds"]
                                    for k in setting.trained if (root / "trained" / k / "training_time.json").exists()},
               "protocols": []}
@@ -253,14 +253,6 @@ def run(setting: Setting, root: Path, seed: int = 0) -> dict:
     (root / "leaderboard.md").write_text(table)
     print("\n" + table)
     return result
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    return obj
 
 
 def main(argv=None) -> dict:

@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from fastmri_untrained.pipeline import write_json  # noqa: E402
 from fastmri_untrained.theory import buskulic as bk  # noqa: E402
 from fastmri_untrained.theory import buskulic_experiments as ex  # noqa: E402
 
@@ -148,7 +149,7 @@ def run(cfg: Config, out: Path) -> dict:
     steps.close()
 
     res["seconds"] = time.time() - t0
-    (out / "results.json").write_text(json.dumps(_nan_to_none(res), indent=1, default=_json_default))
+    write_json(out / "results.json", _nan_to_none(res))
     return res
 
 
@@ -253,14 +254,6 @@ def _nan_to_none(o):
     if isinstance(o, float) and math.isnan(o):
         return None
     return o
-
-
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o))
 
 
 def main(argv=None):

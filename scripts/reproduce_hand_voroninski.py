@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from fastmri_untrained.pipeline import json_default, write_json  # noqa: E402
 from fastmri_untrained.theory import hv_experiments as ex  # noqa: E402
 from fastmri_untrained.theory import hv_theory as ht  # noqa: E402
 
@@ -201,7 +202,7 @@ def run(cfg: Config, out: Path) -> dict:
     bar.close()
 
     res["seconds"] = time.time() - t0
-    (out / "results.json").write_text(json.dumps(res, indent=1, default=_json_default))
+    write_json(out / "results.json", res)
     return res
 
 
@@ -209,15 +210,7 @@ def _checkpoint(res: dict, out: Path, t0: float) -> None:
     """Record the elapsed time and rewrite results.json, so that a long run that is stopped keeps
     the sections it finished."""
     res.setdefault("timings", []).append(round(time.time() - t0, 1))
-    (out / "results.json").write_text(json.dumps(res, indent=1, default=_json_default))
-
-
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o))
+    write_json(out / "results.json", res)
 
 
 def main(argv=None):
@@ -231,7 +224,7 @@ def main(argv=None):
         cfg.trials = args.trials
     res = run(cfg, args.out)
     print(json.dumps({k: res[k] for k in ("rho", "concentration", "wdc_rric_sampled_lower_bounds",
-                                          "axis_profile", "gd")}, indent=1, default=_json_default))
+                                          "axis_profile", "gd")}, indent=1, default=json_default))
     print(f"done in {res['seconds']:.0f}s -> {args.out}")
 
 

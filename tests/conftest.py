@@ -1,3 +1,4 @@
+import contextlib
 import importlib.util
 import os
 import sys
@@ -32,3 +33,18 @@ def load_script():
         return module
 
     return load
+
+
+@pytest.fixture(scope="session")
+def keep_threads():
+    """A context manager restoring torch's thread count (scripts set their own)."""
+
+    @contextlib.contextmanager
+    def keep():
+        threads = torch.get_num_threads()
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+
+    return keep

@@ -111,14 +111,11 @@ def test_gradient_of_p_loss_matches_autograd():
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory, load_script):
+def quick(tmp_path_factory, load_script, keep_threads):
     mod = load_script("reproduce_buskulic")
     out = tmp_path_factory.mktemp("bk")
-    threads = torch.get_num_threads()
-    try:
+    with keep_threads():
         res = mod.run(mod.quick_config(), out)
-    finally:
-        torch.set_num_threads(threads)
     return res, out
 
 

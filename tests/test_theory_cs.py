@@ -55,7 +55,7 @@ def test_theorem1_rhs_is_not_vacuous():
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory, load_script):
+def quick_run(tmp_path_factory, load_script, keep_threads):
     """One run of ``scripts/reproduce_cs.py --quick``; the tests below read its numbers."""
     import torch
 
@@ -65,11 +65,8 @@ def quick_run(tmp_path_factory, load_script):
         pytest.skip(f"shared images not found at {SHARED_IMAGES}")
     mod = load_script("reproduce_cs")
     out = tmp_path_factory.mktemp("cs")
-    threads = torch.get_num_threads()
-    try:
+    with keep_threads():
         res = mod.main(["--quick", "--out", str(out)])
-    finally:
-        torch.set_num_threads(threads)
     res["_out"] = out
     return res
 

@@ -143,7 +143,7 @@ def test_dual_kernel_decays_faster_for_wider_kernels():
 
 # --------------------------------------------------------------------------- deep networks (script, quick size)
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory, load_script):
+def quick_run(tmp_path_factory, load_script, keep_threads):
     """One run of ``scripts/reproduce_denoising.py --quick``; the tests below read its numbers."""
     import torch
 
@@ -153,11 +153,8 @@ def quick_run(tmp_path_factory, load_script):
         pytest.skip(f"shared images not found at {SHARED_IMAGES}")
     mod = load_script("reproduce_denoising")
     out = tmp_path_factory.mktemp("denoising")
-    threads = torch.get_num_threads()
-    try:
+    with keep_threads():
         res = mod.main(["--quick", "--out", str(out)])
-    finally:
-        torch.set_num_threads(threads)
     res["_out"] = out
     return res
 

@@ -107,14 +107,11 @@ def test_negation_check_escapes_the_negative_basin():
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory, load_script):
+def quick(tmp_path_factory, load_script, keep_threads):
     mod = load_script("reproduce_hand_voroninski")
     out = tmp_path_factory.mktemp("hv")
-    threads = torch.get_num_threads()
-    try:
+    with keep_threads():
         res = mod.run(mod.quick_config(), out)
-    finally:
-        torch.set_num_threads(threads)
     return res, out
 
 
