@@ -63,6 +63,9 @@ def add_recon_args(p):
     p.add_argument("--lr", type=float, help="learning rate (default: per method)")
     p.add_argument("--layers", type=_positive_int, help="network depth (DIP: levels)")
     p.add_argument("--channels", type=_positive_int, help="network width")
+    p.add_argument("--ensemble", type=_positive_int,
+                   help="un-trained methods: fit N times from seeds seed..seed+N-1 and average "
+                        "(default: 2 for deep-decoder, 1 otherwise)")
     p.add_argument("--early-stop", choices=("none", "holdout"), default="none",
                    help="holdout: stop at the minimum of the residual on held-out k-space samples")
     p.add_argument("--lamda", type=float, help="classical methods: regularisation weight (default: per method)")
@@ -103,7 +106,8 @@ def untrained_config(args):
             raise InputError("--lr", f"must be > 0, got {args.lr}")
         fit_kwargs["lr"] = args.lr
     return UntrainedConfig(method=args.method, forward_model=args.forward_model, net=net,
-                           fit=FitConfig(**fit_kwargs), early_stop=args.early_stop, device=device, seed=args.seed)
+                           fit=FitConfig(**fit_kwargs), early_stop=args.early_stop, ensemble=args.ensemble,
+                           device=device, seed=args.seed)
 
 
 def build_reconstructor(args):

@@ -1,5 +1,6 @@
 """simulate -> SliceDataset -> transform -> operators -> reconstruct -> fastMRI files, and bad input."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -15,9 +16,11 @@ from fastmri.data.transforms import VarNetDataTransform, center_crop
 from fastmri_untrained.baselines import ZeroFilled
 from fastmri_untrained.cli import main
 from fastmri_untrained.data.simulate import simulate_dataset
+from fastmri_untrained.fit import FitConfig
 from fastmri_untrained.mri import sample_from_varnet
 from fastmri_untrained.operators.masks import fastmri_mask_func
 from fastmri_untrained.pipeline import MaskSpec, iterate_volumes, reconstruct_dataset
+from fastmri_untrained.recon import UntrainedConfig, UntrainedReconstructor
 
 SHAPE = (96, 64)  # small k-space; target 48x48
 RECON_ARGS = ["--mask-type", "equispaced_fraction", "--accelerations", "4", "--center-fractions", "0.16",
@@ -139,6 +142,27 @@ def test_holdout_early_stopping_and_report(sim_dir, tmp_path):
     assert report["holdout_fraction"] == 0.2
     values = list(report["volumes"].values())
     assert len(values) == 2 and all(0 < v < 10 for v in values)
+
+
+def test_ensemble_averages_the_fits_of_consecutive_seeds(sim_dir):
+    assert UntrainedConfig(method="deep-decoder").ensemble == 2
+    assert UntrainedConfig(method="conv-decoder").ensemble == UntrainedConfig(method="dip").ensemble == 1
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="ensemble"):
+            UntrainedConfig(method="deep-decoder", ensemble=bad)
+    _, samples = next(iterate_volumes(sorted(sim_dir.glob("*.h5"))[:1], "multicoil",
+                                      MaskSpec("equispaced_fraction", (4,), (0.16,))))
+    cfg = UntrainedConfig(method="deep-decoder", net={"channels": 8, "layers": 3}, seed=5, ensemble=2,
+                          fit=FitConfig(iterations=10, lr=0.01, seed=5, show_progress=False))
+    both = UntrainedReconstructor(cfg, show_progress=False)(samples[0])
+    first = UntrainedReconstructor(dataclasses.replace(cfg, ensemble=1), show_progress=False)(samples[0])
+    second = UntrainedReconstructor(dataclasses.replace(cfg, ensemble=1, seed=6, fit=dataclasses.replace(cfg.fit, seed=6)),
+                                    show_progress=False)(samples[0])
+    assert both.info["ensemble"] == 2 and both.info["iterations"] == 10
+    assert not torch.allclose(first.kspace, second.kspace, rtol=1e-3, atol=0)
+    # The predicted k-space is linear in the network output: the ensemble's is the members' mean.
+    mean = (first.kspace + second.kspace) / 2
+    torch.testing.assert_close(both.kspace, mean, rtol=1e-4, atol=1e-6 * float(mean.abs().max()))
 
 
 def test_real_kspace_file_reconstruction_and_holdout_report(shared_data, tmp_path):
