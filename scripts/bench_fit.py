@@ -162,6 +162,9 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--skip-deepinv", action="store_true")
     p.add_argument("--bf16", action="store_true", help="also time ours under bf16 autocast (GPU)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="timing rounds, ours and deepinv alternating; the medians are reported (the "
+                        "machine's speed drifts between runs, so compare within one run)")
     p.add_argument("--ssim-iterations", type=int, default=0, help="also measure time to SSIM (0: skip)")
     p.add_argument("--ssim-every", type=int, default=25)
     p.add_argument("--ssim-levels", type=float, nargs="+", default=[0.8, 0.85, 0.9])
@@ -202,19 +205,27 @@ def main(argv=None):
 
 
 def time_all(args, sample) -> dict:
-    """Milliseconds per iteration: ours (ConvDecoder, deep decoder, optionally bf16) and deepinv."""
-    row = {}
-    row["ours_conv_decoder_ms"], _ = time_ours(sample, "conv-decoder", args.layers, args.channels,
-                                               args.iterations, args.device)
-    row["ours_deep_decoder_ms"], _ = time_ours(sample, "deep-decoder", args.layers, 2 * args.channels,
-                                               args.iterations, args.device)
-    if args.bf16:
-        row["ours_conv_decoder_bf16_ms"], _ = time_ours(sample, "conv-decoder", args.layers, args.channels,
-                                                        args.iterations, args.device, autocast="bfloat16")
+    """Milliseconds per iteration: ours (ConvDecoder, deep decoder, optionally bf16) and deepinv,
+    the median of ``args.repeats`` rounds in which the timings alternate (``*_runs``: every round)."""
+    timers = {"ours_conv_decoder_ms": lambda: time_ours(sample, "conv-decoder", args.layers, args.channels,
+                                                        args.iterations, args.device)[0]}
     if not args.skip_deepinv:
-        row["deepinv_conv_decoder_ms"] = time_deepinv(sample, args.layers, args.channels, args.iterations,
-                                                      args.device)
+        timers["deepinv_conv_decoder_ms"] = lambda: time_deepinv(sample, args.layers, args.channels,
+                                                                 args.iterations, args.device)
+    timers["ours_deep_decoder_ms"] = lambda: time_ours(sample, "deep-decoder", args.layers, 2 * args.channels,
+                                                       args.iterations, args.device)[0]
+    if args.bf16:
+        timers["ours_conv_decoder_bf16_ms"] = lambda: time_ours(sample, "conv-decoder", args.layers, args.channels,
+                                                                args.iterations, args.device, autocast="bfloat16")[0]
+    runs = {key: [] for key in timers}
+    for _ in range(max(1, args.repeats)):
+        for key, timer in timers.items():
+            runs[key].append(timer())
+    row = {key: float(np.median(values)) for key, values in runs.items()}
+    row.update({key[:-3] + "_runs_ms": values for key, values in runs.items()})
+    if not args.skip_deepinv:
         row["ratio_ours_over_deepinv"] = row["ours_conv_decoder_ms"] / row["deepinv_conv_decoder_ms"]
+        row["ratio_per_round"] = [a / b for a, b in zip(runs["ours_conv_decoder_ms"], runs["deepinv_conv_decoder_ms"])]
     return row
 
 
