@@ -26,6 +26,7 @@ from .fit import EarlyStopConfig, FitConfig, FitResult, fit
 from .mri import (MRISample, Reconstruction, data_consistency, holdout_split, kspace_nmse, reduced_problem,
                   rss_image, to_target)
 from .nets import build_net
+from .nets.common import check_positive_int
 from .operators.fourier import fft2c, ifft2c
 from .operators.mri import Sense, SubsampledFourier
 
@@ -87,8 +88,7 @@ class UntrainedConfig:
             raise ValueError(f"unknown forward model {self.forward_model!r}; choose from {FORWARD_MODELS}")
         if self.ensemble is None:
             self.ensemble = DEFAULT_ENSEMBLE[self.method]
-        if isinstance(self.ensemble, bool) or not isinstance(self.ensemble, int) or self.ensemble < 1:
-            raise ValueError(f"ensemble must be a positive int, got {self.ensemble!r}")
+        check_positive_int("ensemble", self.ensemble)
         if self.early_stop not in ("none", "holdout"):
             raise ValueError(f"early_stop must be 'none' or 'holdout', got {self.early_stop!r}")
 
@@ -177,7 +177,9 @@ class UntrainedReconstructor:
             if cfg.ensemble > 1:
                 desc += f" [{member + 1}/{cfg.ensemble}]"
             member_fit = dataclasses.replace(fit_cfg, seed=fit_cfg.seed + member)
-            result = self._fit_one(problem, cfg.seed + member, member_fit, track if member == 0 else None, desc, info)
+            result, holdout_info = self._fit_one(problem, cfg.seed + member, member_fit,
+                                                 track if member == 0 else None, desc)
+            info.update(holdout_info)
             outputs.append(result.output)
             seconds += result.seconds
         self.last_fit = result
@@ -188,12 +190,14 @@ class UntrainedReconstructor:
                     stop_reason=result.stop_reason, seconds=seconds)
         return Reconstruction(image, predicted, info)
 
-    def _fit_one(self, problem: MRIProblem, seed: int, fit_cfg: FitConfig, track, desc: str, info: dict) -> FitResult:
-        """One fit from ``seed``: on all samples, or with held-out early stopping (and refit)."""
+    def _fit_one(self, problem: MRIProblem, seed: int, fit_cfg: FitConfig, track, desc: str
+                 ) -> tuple[FitResult, dict]:
+        """One fit from ``seed``: on all samples, or with held-out early stopping (and refit).
+        Returns the result and, for held-out stopping, where it stopped (else ``{}``)."""
         cfg = self.config
         if cfg.early_stop != "holdout":
             return fit(problem.build_net(seed), problem.forward_model(problem.mask), problem.kspace, fit_cfg,
-                       monitor=track, description=desc)
+                       monitor=track, description=desc), {}
         fit_mask, held = holdout_split(problem.mask.cpu(), cfg.holdout_fraction, seed=seed)
         fit_mask, held = fit_mask.to(problem.mask.device), held.to(problem.mask.device)
         full_op = problem.operator(torch.ones_like(problem.mask)).to(problem.kspace.device)
@@ -204,10 +208,10 @@ class UntrainedReconstructor:
         es_cfg = dataclasses.replace(fit_cfg, early_stop=EarlyStopConfig(patience=cfg.holdout_patience))
         result = fit(problem.build_net(seed), problem.forward_model(fit_mask), problem.kspace * fit_mask, es_cfg,
                      validation=validation, description=desc + " (holdout)")
-        info.update(holdout_stop_iteration=result.returned_iteration, holdout_stop_reason=result.stop_reason,
-                    holdout_history=result.history)
+        holdout_info = dict(holdout_stop_iteration=result.returned_iteration, holdout_stop_reason=result.stop_reason,
+                            holdout_history=result.history)
         if cfg.refit_on_all and result.returned_iteration > 0:
             refit_cfg = dataclasses.replace(fit_cfg, iterations=result.returned_iteration)
             result = fit(problem.build_net(seed), problem.forward_model(problem.mask), problem.kspace, refit_cfg,
                          monitor=track, description=desc)
-        return result
+        return result, holdout_info

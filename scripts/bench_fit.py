@@ -174,6 +174,8 @@ def main(argv=None):
                         "not depend on load; timings do)")
     p.add_argument("--out", type=Path, default=Path("outputs/bench_fit.json"))
     args = p.parse_args(argv)
+    if args.repeats < 1:
+        p.error(f"--repeats must be >= 1, got {args.repeats}")
     earlier = {}
     if args.timing_from is not None:
         old = json.loads(args.timing_from.read_text())
@@ -218,7 +220,7 @@ def time_all(args, sample) -> dict:
         timers["ours_conv_decoder_bf16_ms"] = lambda: time_ours(sample, "conv-decoder", args.layers, args.channels,
                                                                 args.iterations, args.device, autocast="bfloat16")[0]
     runs = {key: [] for key in timers}
-    for _ in range(max(1, args.repeats)):
+    for _ in range(args.repeats):
         for key, timer in timers.items():
             runs[key].append(timer())
     row = {key: float(np.median(values)) for key, values in runs.items()}

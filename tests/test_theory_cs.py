@@ -57,8 +57,6 @@ def test_theorem1_rhs_is_not_vacuous():
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory, load_script, keep_threads):
     """One run of ``scripts/reproduce_cs.py --quick``; the tests below read its numbers."""
-    import torch
-
     from fastmri_untrained.theory.deepnets_hs import SHARED_IMAGES
 
     if not SHARED_IMAGES.is_dir():

@@ -145,8 +145,6 @@ def test_dual_kernel_decays_faster_for_wider_kernels():
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory, load_script, keep_threads):
     """One run of ``scripts/reproduce_denoising.py --quick``; the tests below read its numbers."""
-    import torch
-
     from fastmri_untrained.theory.deepnets_hs import SHARED_IMAGES
 
     if not SHARED_IMAGES.is_dir():
