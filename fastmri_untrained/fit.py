@@ -62,6 +62,10 @@ class FitConfig:
     show_progress: bool = True
     track_every: int = 1  # ground-truth error / monitor every N iterations
     autocast_dtype: Optional[str] = None  # e.g. "bfloat16" on GPU
+    # torch.compile the network for the training steps: fuses BatchNorm, ReLU and resizing around
+    # the convolutions (CPU: ~15% less time per iteration for a ConvDecoder, see README) at a
+    # one-off compilation cost of tens of seconds; needs a C++ compiler on CPU.
+    compile: bool = False
     early_stop: Optional[EarlyStopConfig] = None
 
     def __post_init__(self):
@@ -178,6 +182,8 @@ def fit(net: nn.Module, forward_model: Callable[[torch.Tensor], torch.Tensor], m
     y = measurements * scale
     y_norm2 = float(squared_norm(y))
 
+    # The compiled module shares the parameters; the few no-grad evaluations stay eager.
+    step_net = torch.compile(net) if config.compile else net
     optimizer = make_optimizer([p for p in net.parameters() if p.requires_grad], config)
     scheduler = make_scheduler(optimizer, config)
     history: dict[str, list] = {"loss": [], "relative_residual": []}
@@ -211,7 +217,7 @@ def fit(net: nn.Module, forward_model: Callable[[torch.Tensor], torch.Tensor], m
         noise = None
         if config.reg_noise_std > 0:
             noise = config.reg_noise_std * torch.randn(net.net_input.shape, generator=noise_gen).to(device)
-        loss, output = network_step_loss(net, forward_model, y, noise, config.autocast_dtype)
+        loss, output = network_step_loss(step_net, forward_model, y, noise, config.autocast_dtype)
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
             warnings.warn(f"{description}: loss became non-finite at iteration {it}; "

@@ -164,7 +164,8 @@ class UntrainedReconstructor:
         """Fit (``config.ensemble`` times, averaging the outputs) and finish one slice.
 
         ``monitor(image)`` is called on the finished image of the first fit every
-        ``track_every`` iterations; its values land in ``last_fit.history``.
+        ``track_every`` iterations; its values land in ``last_fit.history`` (``last_fit`` is
+        the first, monitored, fit of the ensemble).
         """
         cfg = self.config
         problem = MRIProblem(sample, cfg)
@@ -182,7 +183,8 @@ class UntrainedReconstructor:
             info.update(holdout_info)
             outputs.append(result.output)
             seconds += result.seconds
-        self.last_fit = result
+            if member == 0:
+                self.last_fit = result
         # The mean of the network outputs: linear in the coil images (or the SENSE image).
         output = outputs[0] if len(outputs) == 1 else torch.stack(outputs).mean(dim=0)
         image, predicted = problem.finish(output)

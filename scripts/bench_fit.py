@@ -50,14 +50,23 @@ def make_sample(shape, coils, seed=0, acceleration=4, center_fraction=0.08) -> M
     return MRISample(kspace=kspace, mask=mask, target_size=cfg.recon_size, target=sl.target)
 
 
-def time_ours(sample, method, layers, channels, iterations, device, autocast=None, sense=True):
+COMPILE_SECONDS: dict = {}  # (method, size) -> seconds of the warm-up fit that compiled the network
+
+
+def time_ours(sample, method, layers, channels, iterations, device, autocast=None, sense=True, compile=False):
     cfg = UntrainedConfig(method=method, forward_model="sense" if sense else "coil-images", device=device,
                           net=dict(layers=layers, channels=channels))
     problem = MRIProblem(sample, cfg)
-    fit_cfg = FitConfig(iterations=iterations, lr=0.008, show_progress=False, autocast_dtype=autocast)
+    fit_cfg = FitConfig(iterations=iterations, lr=0.008, show_progress=False, autocast_dtype=autocast,
+                        compile=compile)
     net = problem.build_net()
     fm = problem.forward_model(problem.mask)
-    fit(net, fm, problem.kspace, FitConfig(iterations=2, show_progress=False))  # warm-up
+    start = time.perf_counter()
+    # warm-up (with compile=True: compiles; later fits of an equal network reuse the compiled code)
+    fit(net, fm, problem.kspace, FitConfig(iterations=2, show_progress=False, autocast_dtype=autocast,
+                                           compile=compile))
+    if compile:
+        COMPILE_SECONDS.setdefault((method, tuple(sample.kspace.shape)), time.perf_counter() - start)
     net = problem.build_net()
     sync(device)
     start = time.perf_counter()
@@ -162,6 +171,8 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--skip-deepinv", action="store_true")
     p.add_argument("--bf16", action="store_true", help="also time ours under bf16 autocast (GPU)")
+    p.add_argument("--compile", action="store_true",
+                   help="also time ours with FitConfig(compile=True) (torch.compile; compile time reported apart)")
     p.add_argument("--repeats", type=int, default=1,
                    help="timing rounds, ours and deepinv alternating; the medians are reported (the "
                         "machine's speed drifts between runs, so compare within one run)")
@@ -219,6 +230,12 @@ def time_all(args, sample) -> dict:
     if args.bf16:
         timers["ours_conv_decoder_bf16_ms"] = lambda: time_ours(sample, "conv-decoder", args.layers, args.channels,
                                                                 args.iterations, args.device, autocast="bfloat16")[0]
+    if args.compile:
+        timers["ours_conv_decoder_compiled_ms"] = lambda: time_ours(sample, "conv-decoder", args.layers, args.channels,
+                                                                    args.iterations, args.device, compile=True)[0]
+        timers["ours_deep_decoder_compiled_ms"] = lambda: time_ours(sample, "deep-decoder", args.layers,
+                                                                    2 * args.channels, args.iterations, args.device,
+                                                                    compile=True)[0]
     runs = {key: [] for key in timers}
     for _ in range(args.repeats):
         for key, timer in timers.items():
@@ -228,6 +245,13 @@ def time_all(args, sample) -> dict:
     if not args.skip_deepinv:
         row["ratio_ours_over_deepinv"] = row["ours_conv_decoder_ms"] / row["deepinv_conv_decoder_ms"]
         row["ratio_per_round"] = [a / b for a, b in zip(runs["ours_conv_decoder_ms"], runs["deepinv_conv_decoder_ms"])]
+        if args.compile:
+            row["ratio_compiled_over_deepinv"] = row["ours_conv_decoder_compiled_ms"] / row["deepinv_conv_decoder_ms"]
+            row["ratio_compiled_per_round"] = [a / b for a, b in zip(runs["ours_conv_decoder_compiled_ms"],
+                                                                     runs["deepinv_conv_decoder_ms"])]
+    if args.compile:
+        row["compile_seconds"] = {m: sec for (m, shape), sec in COMPILE_SECONDS.items()
+                                  if shape == tuple(sample.kspace.shape)}
     return row
 
 

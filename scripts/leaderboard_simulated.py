@@ -139,7 +139,9 @@ def train_baselines(setting: Setting, paths: dict, root: Path, seed: int) -> dic
 
 def reconstruct_protocol(setting: Setting, paths: dict, checkpoints: dict, root: Path, accel: float, cf: float,
                          seed: int) -> dict:
-    """Every method at one protocol; returns {method: timing} (timing from the run that wrote it)."""
+    """The setting's methods at one protocol (skipping finished ones); returns {method: timing}
+    (timing from the run that wrote it) for every finished method, including those of earlier
+    runs with other ``--methods``, so that a partial rerun refreshes rows without dropping any."""
     proto = root / f"{accel:g}x"
     slices = setting.test[0] * setting.test[1]
     timings = {}
@@ -159,13 +161,14 @@ def reconstruct_protocol(setting: Setting, paths: dict, checkpoints: dict, root:
             seconds = run_command(argv, log=root / "commands.log")
             write_json(timing_file, {"seconds": seconds, "slices": slices, "processes": 1,
                                      "threads": torch.get_num_threads(), "command": shlex.join(argv)})
-        timings[method] = json.loads(timing_file.read_text())
+    for method in (*CLASSICAL, *UNTRAINED, *TRAINED):
+        if (proto / method / "timing.json").exists():
+            timings[method] = json.loads((proto / method / "timing.json").read_text())
     return timings
 
 
-def evaluate_protocol(setting: Setting, paths: dict, root: Path, accel: float) -> dict:
+def evaluate_protocol(paths: dict, root: Path, accel: float, methods) -> dict:
     proto = root / f"{accel:g}x"
-    methods = (*setting.methods, *setting.trained)
     run_command(["evaluate", "--target-path", str(paths["test"]), "--challenge", "multicoil",
                  "--predictions-path", *(str(proto / m) for m in methods), "--out", str(proto / "report")],
                 log=root / "commands.log")
@@ -242,7 +245,7 @@ def run(setting: Setting, root: Path, seed: int = 0) -> dict:
               "protocols": []}
     for accel, cf in setting.protocols:
         timing = reconstruct_protocol(setting, paths, checkpoints, root, accel, cf, seed)
-        board = evaluate_protocol(setting, paths, root, accel)
+        board = evaluate_protocol(paths, root, accel, list(timing))
         result["protocols"].append({"acceleration": accel, "center_fraction": cf, "ranking": board["ranking"],
                                     "summary": board["summary"], "timing": timing})
     if setting.ddp_processes > 1:

@@ -113,3 +113,19 @@ def test_bad_config_is_rejected():
         FitConfig(lr=0)
     with pytest.raises(ValueError, match="all zero"):
         fit(small_decoder(), lambda o: o, torch.zeros(1, 1, 16, 16), quiet(iterations=1))
+
+
+def test_compiled_fit_matches_the_eager_fit():
+    # FitConfig(compile=True) must change speed only: same objective, same parameters, same steps.
+    x = smooth_image()
+    op = Inpainting.random(x.shape, 0.6, seed=1)
+    y = op(x)
+
+    def conv_decoder():
+        return build_net("conv-decoder", 1, (16, 16), seed=0, layers=3, channels=8, in_size=(4, 4))
+
+    eager = fit(conv_decoder(), op, y, quiet(iterations=20, lr=0.01))
+    compiled = fit(conv_decoder(), op, y, quiet(iterations=20, lr=0.01, compile=True))
+    assert compiled.history["loss"][-1] < 0.5 * compiled.history["loss"][0]
+    assert math.isclose(compiled.history["loss"][-1], eager.history["loss"][-1], rel_tol=1e-3)
+    assert torch.allclose(compiled.output, eager.output, rtol=1e-3, atol=1e-4 * float(eager.output.abs().max()))

@@ -55,6 +55,29 @@ def test_rerun_resumes_without_reconstructing_again(board, monkeypatch):
     assert again["protocols"][0]["summary"] == result["protocols"][0]["summary"]
 
 
+def test_partial_rerun_refreshes_one_method_and_keeps_every_row(board, monkeypatch):
+    # --methods X after deleting X's folders: only X is reconstructed again, and the board (JSON,
+    # markdown, evaluate reports) still ranks every finished method, not just X.
+    import shutil
+
+    module, root, result = board
+    for accel in ("4x", "8x"):
+        shutil.rmtree(root / accel / "zero-filled")
+    calls = []
+    real = module.cli.main
+    monkeypatch.setattr(module.cli, "main", lambda argv: calls.append(argv[0]) or real(argv))
+    again = module.main(["--quick", "--out", str(root), "--methods", "zero-filled", "--trained"])
+    assert calls == ["reconstruct", "evaluate", "reconstruct", "evaluate"]
+    methods = set(module.CLASSICAL + module.UNTRAINED + module.TRAINED)
+    for p in again["protocols"]:
+        assert set(p["ranking"]) == methods
+    saved = json.loads((root / "leaderboard.json").read_text())
+    assert set(saved["protocols"][0]["ranking"]) == methods
+    assert (root / "leaderboard.md").read_text().count("| 4x |") == len(methods)
+    # Deterministic methods reproduce their rows exactly.
+    assert again["protocols"][0]["summary"]["zero-filled"]["SSIM"] == result["protocols"][0]["summary"]["zero-filled"]["SSIM"]
+
+
 def test_train_and_test_images_come_from_disjoint_sources():
     test = mr_images(3, (64, 64), seed=0, augment=False, sources=(0, 4, 8))
     train = mr_images(8, (64, 64), seed=1, augment=False, sources=(1, 2, 3, 5, 6, 7, 9, 10))

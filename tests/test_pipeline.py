@@ -154,7 +154,10 @@ def test_ensemble_averages_the_fits_of_consecutive_seeds(sim_dir):
                                       MaskSpec("equispaced_fraction", (4,), (0.16,))))
     cfg = UntrainedConfig(method="deep-decoder", net={"channels": 8, "layers": 3}, seed=5, ensemble=2,
                           fit=FitConfig(iterations=10, lr=0.01, seed=5, show_progress=False))
-    both = UntrainedReconstructor(cfg, show_progress=False)(samples[0])
+    ensemble = UntrainedReconstructor(cfg, show_progress=False)
+    both = ensemble(samples[0], monitor=lambda image: {"peak": float(image.max())})
+    # The monitor follows the first fit, and last_fit is that fit (one value per iteration 0..10).
+    assert len(ensemble.last_fit.history["peak"]) == 11
     first = UntrainedReconstructor(dataclasses.replace(cfg, ensemble=1), show_progress=False)(samples[0])
     second = UntrainedReconstructor(dataclasses.replace(cfg, ensemble=1, seed=6, fit=dataclasses.replace(cfg.fit, seed=6)),
                                     show_progress=False)(samples[0])
