@@ -48,3 +48,20 @@ def keep_threads():
             torch.set_num_threads(threads)
 
     return keep
+
+
+@pytest.fixture
+def flaky_zero_filled():
+    """A zero-filled reconstructor that raises ``RuntimeError("boom")`` from its third slice on:
+    with two slices per volume, the second volume fails half-way."""
+    from fastmri_untrained.baselines import ZeroFilled
+
+    calls = {"n": 0}
+
+    def flaky(sample):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise RuntimeError("boom")
+        return ZeroFilled()(sample)
+
+    return flaky

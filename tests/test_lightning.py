@@ -115,18 +115,10 @@ def test_deep_decoder_fitted_inside_predict_step_matches_pipeline(sim_dir, tmp_p
     assert not np.allclose(read_reconstruction(out0 / name), read_reconstruction(out / name))
 
 
-def test_failure_keeps_finished_volumes_and_leaves_no_partial_file_then_resume(sim_dir, tmp_path):
+def test_failure_keeps_finished_volumes_and_leaves_no_partial_file_then_resume(sim_dir, tmp_path, flaky_zero_filled):
     out = tmp_path / "flaky"
-    calls = {"n": 0}
-
-    def flaky(sample):
-        calls["n"] += 1
-        if calls["n"] > 2:  # the second volume fails half-way
-            raise RuntimeError("boom")
-        return ZeroFilled()(sample)
-
     with pytest.raises(RuntimeError, match="boom"):
-        run_module(sim_dir, out, "zero-filled", reconstructor=flaky, tmp_path=tmp_path)
+        run_module(sim_dir, out, "zero-filled", reconstructor=flaky_zero_filled, tmp_path=tmp_path)
     assert sorted(p.name for p in out.iterdir()) == ["file_sim_3_0.h5"]  # complete first volume only
     assert read_reconstruction(out / "file_sim_3_0.h5").shape == (2, 48, 48)
     # The CLI resumes: it skips the finished volume and writes the other one.

@@ -79,19 +79,11 @@ def test_untrained_reconstruction_runs_from_the_cli(sim_dir, tmp_path):
     assert rec.shape == (2, 48, 48) and np.isfinite(rec).all() and rec.max() > 0
 
 
-def test_rerun_skips_finished_volumes_and_failures_leave_no_partial_file(sim_dir, tmp_path):
+def test_rerun_skips_finished_volumes_and_failures_leave_no_partial_file(sim_dir, tmp_path, flaky_zero_filled):
     out = tmp_path / "resume"
     mask = MaskSpec("equispaced_fraction", (4,), (0.16,))
-    calls = {"n": 0}
-
-    def flaky(sample):
-        calls["n"] += 1
-        if calls["n"] > 2:  # the second volume fails half-way
-            raise RuntimeError("boom")
-        return ZeroFilled()(sample)
-
     with pytest.raises(RuntimeError, match="boom"):
-        reconstruct_dataset(sim_dir, out, "zero-filled", "multicoil", mask, flaky, log=lambda m: None)
+        reconstruct_dataset(sim_dir, out, "zero-filled", "multicoil", mask, flaky_zero_filled, log=lambda m: None)
     assert [p.name for p in out.iterdir()] == ["file_sim_1_0.h5"]  # complete first volume only
     logs = []
     rows = reconstruct_dataset(sim_dir, out, "zero-filled", "multicoil", mask, ZeroFilled(), log=logs.append)
