@@ -443,6 +443,9 @@ class FitModule(pl.LightningModule):
         self._best_val = math.inf
         self._noise_gen: Optional[torch.Generator] = None
         self._scaled = False
+        # config.compile: the compiled network for the training steps, kept in a dict so that it
+        # is not registered as a second copy of the submodule (state_dict, DDP).
+        self._step_net: dict = {}
 
     @property
     def steps_per_epoch(self) -> int:
@@ -486,7 +489,9 @@ class FitModule(pl.LightningModule):
         autocast = MIXED_PRECISION.get(str(self.trainer.precision), cfg.autocast_dtype)
         # The engine autocasts the network only (complex forward model stays float32).
         with torch.autocast(device_type=self.device.type, enabled=False):
-            loss, output = network_step_loss(self.net, self.forward_model, self.y, noise, autocast)
+            if "net" not in self._step_net:
+                self._step_net["net"] = torch.compile(self.net) if cfg.compile else self.net
+            loss, output = network_step_loss(self._step_net["net"], self.forward_model, self.y, noise, autocast)
         value = float(loss.detach())
         self.losses.append(value)
         self.log("loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False, batch_size=1)

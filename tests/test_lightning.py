@@ -207,6 +207,19 @@ def test_trainer_fit_equals_the_plain_fitting_engine(cfg):
     torch.testing.assert_close(result.output, ref.output, rtol=1e-5, atol=1e-6 * float(ref.output.abs().max()))
 
 
+def test_trainer_fit_honours_compile():
+    # FitConfig(compile=True) compiles the network in the Lightning path too, without a second
+    # copy of its weights in the module's state_dict.
+    make_net, forward_model, y = _problem()
+    cfg = FitConfig(iterations=10, lr=0.01, show_progress=False)
+    ref = fit(make_net(), forward_model, y, cfg)
+    result, module = fit_with_trainer(make_net(), forward_model, y, dataclasses.replace(cfg, compile=True))
+    assert type(module._step_net["net"]).__name__ == "OptimizedModule"
+    assert all(key.startswith("net.") for key in module.state_dict())
+    np.testing.assert_allclose(module.losses, ref.history["loss"][:10], rtol=1e-3)
+    torch.testing.assert_close(result.output, ref.output, rtol=1e-3, atol=1e-4 * float(ref.output.abs().max()))
+
+
 def test_trainer_fit_early_stopping_on_heldout_kspace_with_lightning_callbacks(sim_dir, tmp_path):
     from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger
