@@ -127,6 +127,13 @@ def data_scale(net: nn.Module, forward_model: Callable, measurements: torch.Tens
     return num / den
 
 
+def training_network(net: nn.Module, config: FitConfig) -> nn.Module:
+    """The module the training steps call: ``net`` itself, or ``torch.compile(net)`` with
+    ``config.compile`` (same parameters; no-grad evaluations can keep using ``net``).
+    Shared with the Lightning training loop."""
+    return torch.compile(net) if config.compile else net
+
+
 def network_step_loss(net: nn.Module, forward_model: Callable, measurements: torch.Tensor,
                       input_noise: Optional[torch.Tensor] = None, autocast_dtype: Optional[str] = None):
     """One forward pass and the data-fit loss ||A G(z) - y||^2; returns (loss, output).
@@ -182,8 +189,7 @@ def fit(net: nn.Module, forward_model: Callable[[torch.Tensor], torch.Tensor], m
     y = measurements * scale
     y_norm2 = float(squared_norm(y))
 
-    # The compiled module shares the parameters; the few no-grad evaluations stay eager.
-    step_net = torch.compile(net) if config.compile else net
+    step_net = training_network(net, config)  # the few no-grad evaluations below stay eager
     optimizer = make_optimizer([p for p in net.parameters() if p.requires_grad], config)
     scheduler = make_scheduler(optimizer, config)
     history: dict[str, list] = {"loss": [], "relative_residual": []}

@@ -47,7 +47,7 @@ from torch.utils.data import DataLoader, SequentialSampler
 from .errors import InputError
 from .evaluate import METRICS
 from .fit import (FitConfig, FitResult, data_scale, make_optimizer, make_scheduler, network_step_loss,
-                  squared_norm)
+                  squared_norm, training_network)
 from .mri import MRISample, holdout_split, kspace_nmse, sample_from_varnet
 from .pipeline import MaskSpec, check_output_dir, for_slice, holdout_score, make_reconstructor, save_volume, volume_row
 from .recon import UNTRAINED_METHODS, MRIProblem, UntrainedConfig
@@ -490,7 +490,7 @@ class FitModule(pl.LightningModule):
         # The engine autocasts the network only (complex forward model stays float32).
         with torch.autocast(device_type=self.device.type, enabled=False):
             if "net" not in self._step_net:
-                self._step_net["net"] = torch.compile(self.net) if cfg.compile else self.net
+                self._step_net["net"] = training_network(self.net, cfg)
             loss, output = network_step_loss(self._step_net["net"], self.forward_model, self.y, noise, autocast)
         value = float(loss.detach())
         self.losses.append(value)

@@ -50,10 +50,9 @@ def make_sample(shape, coils, seed=0, acceleration=4, center_fraction=0.08) -> M
     return MRISample(kspace=kspace, mask=mask, target_size=cfg.recon_size, target=sl.target)
 
 
-COMPILE_SECONDS: dict = {}  # (method, size) -> seconds of the warm-up fit that compiled the network
-
-
 def time_ours(sample, method, layers, channels, iterations, device, autocast=None, sense=True, compile=False):
+    """(milliseconds per iteration, seconds of the 2-iteration warm-up fit); with ``compile=True``
+    the warm-up is where the network is compiled."""
     cfg = UntrainedConfig(method=method, forward_model="sense" if sense else "coil-images", device=device,
                           net=dict(layers=layers, channels=channels))
     problem = MRIProblem(sample, cfg)
@@ -65,14 +64,13 @@ def time_ours(sample, method, layers, channels, iterations, device, autocast=Non
     # warm-up (with compile=True: compiles; later fits of an equal network reuse the compiled code)
     fit(net, fm, problem.kspace, FitConfig(iterations=2, show_progress=False, autocast_dtype=autocast,
                                            compile=compile))
-    if compile:
-        COMPILE_SECONDS.setdefault((method, tuple(sample.kspace.shape)), time.perf_counter() - start)
+    warmup_seconds = time.perf_counter() - start
     net = problem.build_net()
     sync(device)
     start = time.perf_counter()
     fit(net, fm, problem.kspace, fit_cfg)
     sync(device)
-    return 1000 * (time.perf_counter() - start) / iterations, problem
+    return 1000 * (time.perf_counter() - start) / iterations, warmup_seconds
 
 
 def ssim_curve_ours(sample, method, layers, channels, iterations, every, device):
@@ -218,28 +216,33 @@ def main(argv=None):
 
 
 def time_all(args, sample) -> dict:
-    """Milliseconds per iteration: ours (ConvDecoder, deep decoder, optionally bf16) and deepinv,
-    the median of ``args.repeats`` rounds in which the timings alternate (``*_runs``: every round)."""
-    timers = {"ours_conv_decoder_ms": lambda: time_ours(sample, "conv-decoder", args.layers, args.channels,
-                                                        args.iterations, args.device)[0]}
+    """Milliseconds per iteration: ours (ConvDecoder, deep decoder, optionally bf16 / compiled) and
+    deepinv, the median of ``args.repeats`` rounds in which the timings alternate (``*_runs``:
+    every round); with ``--compile`` also the first round's compilation seconds per network."""
+    ours = dict(layers=args.layers, iterations=args.iterations, device=args.device)
+    timers = {"ours_conv_decoder_ms": lambda: time_ours(sample, "conv-decoder", channels=args.channels, **ours)}
     if not args.skip_deepinv:
-        timers["deepinv_conv_decoder_ms"] = lambda: time_deepinv(sample, args.layers, args.channels,
-                                                                 args.iterations, args.device)
-    timers["ours_deep_decoder_ms"] = lambda: time_ours(sample, "deep-decoder", args.layers, 2 * args.channels,
-                                                       args.iterations, args.device)[0]
+        timers["deepinv_conv_decoder_ms"] = lambda: (time_deepinv(sample, args.layers, args.channels,
+                                                                  args.iterations, args.device), None)
+    timers["ours_deep_decoder_ms"] = lambda: time_ours(sample, "deep-decoder", channels=2 * args.channels, **ours)
     if args.bf16:
-        timers["ours_conv_decoder_bf16_ms"] = lambda: time_ours(sample, "conv-decoder", args.layers, args.channels,
-                                                                args.iterations, args.device, autocast="bfloat16")[0]
+        timers["ours_conv_decoder_bf16_ms"] = lambda: time_ours(sample, "conv-decoder", channels=args.channels,
+                                                                autocast="bfloat16", **ours)
+    compiled = {}  # timer key -> network
     if args.compile:
-        timers["ours_conv_decoder_compiled_ms"] = lambda: time_ours(sample, "conv-decoder", args.layers, args.channels,
-                                                                    args.iterations, args.device, compile=True)[0]
-        timers["ours_deep_decoder_compiled_ms"] = lambda: time_ours(sample, "deep-decoder", args.layers,
-                                                                    2 * args.channels, args.iterations, args.device,
-                                                                    compile=True)[0]
+        timers["ours_conv_decoder_compiled_ms"] = lambda: time_ours(sample, "conv-decoder", channels=args.channels,
+                                                                    compile=True, **ours)
+        timers["ours_deep_decoder_compiled_ms"] = lambda: time_ours(sample, "deep-decoder", channels=2 * args.channels,
+                                                                    compile=True, **ours)
+        compiled = {"ours_conv_decoder_compiled_ms": "conv-decoder", "ours_deep_decoder_compiled_ms": "deep-decoder"}
     runs = {key: [] for key in timers}
+    compile_seconds = {}
     for _ in range(args.repeats):
         for key, timer in timers.items():
-            runs[key].append(timer())
+            ms, warmup_seconds = timer()
+            runs[key].append(ms)
+            if key in compiled:
+                compile_seconds.setdefault(compiled[key], warmup_seconds)  # later rounds reuse the compiled code
     row = {key: float(np.median(values)) for key, values in runs.items()}
     row.update({key[:-3] + "_runs_ms": values for key, values in runs.items()})
     if not args.skip_deepinv:
@@ -250,8 +253,7 @@ def time_all(args, sample) -> dict:
             row["ratio_compiled_per_round"] = [a / b for a, b in zip(runs["ours_conv_decoder_compiled_ms"],
                                                                      runs["deepinv_conv_decoder_ms"])]
     if args.compile:
-        row["compile_seconds"] = {m: sec for (m, shape), sec in COMPILE_SECONDS.items()
-                                  if shape == tuple(sample.kspace.shape)}
+        row["compile_seconds"] = compile_seconds
     return row
 
 
