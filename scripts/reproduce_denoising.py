@@ -10,11 +10,7 @@ Writes PNG figures and ``results.json`` into ``--out`` (default ``outputs/reprod
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,11 +19,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fastmri_untrained.theory import deepnets_hs as dn  # noqa: E402
 from fastmri_untrained.theory import experiments_hs as ex  # noqa: E402
+from fastmri_untrained.theory.sections import run_sections  # noqa: E402
 
 
 @dataclass
@@ -309,25 +305,7 @@ SECTIONS = {"theory": run_theory, "fig1": run_fig1, "architectures": run_archite
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small sizes (tests, minutes on CPU)")
-    ap.add_argument("--out", type=Path, default=Path("outputs/reproduce_denoising"))
-    ap.add_argument("--only", nargs="*", choices=sorted(SECTIONS), help="run only these sections")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    cfg = DenoisingConfig.quick() if args.quick else DenoisingConfig()
-    args.out.mkdir(parents=True, exist_ok=True)
-    results = {"config": dataclasses.asdict(cfg), "quick": args.quick}
-    for name, fn in SECTIONS.items():
-        if args.only and name not in args.only:
-            continue
-        t = time.perf_counter()
-        print(f"[reproduce_denoising] {name} ...", flush=True)
-        results[name] = fn(cfg, args.out)
-        results[name + "_seconds"] = time.perf_counter() - t
-        (args.out / "results.json").write_text(json.dumps(results, indent=1, default=float))
-    return results
+    return run_sections("reproduce_denoising", __doc__, DenoisingConfig, SECTIONS, argv)
 
 
 if __name__ == "__main__":

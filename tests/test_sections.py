@@ -1,0 +1,55 @@
+"""The shared command line of the reproduce_* scripts: --set overrides and results.json."""
+
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from fastmri_untrained.errors import InputError
+from fastmri_untrained.theory.sections import apply_overrides, run_sections
+
+
+@dataclass
+class ToyConfig:
+    size: int = 256
+    steps: tuple = (1500, 3000)
+    image: str = "camera"
+    net: dict = None
+
+    @classmethod
+    def quick(cls):
+        return cls(size=8)
+
+
+def test_overrides_parse_json_and_keep_tuples():
+    cfg = apply_overrides(ToyConfig(), ["size=128", "steps=[10, 20]", "image=barbara.png", 'net={"channels": 4}'])
+    assert cfg == ToyConfig(size=128, steps=(10, 20), image="barbara.png", net={"channels": 4})
+
+
+@pytest.mark.parametrize("item, message", [("sizes=3", "unknown field 'sizes'"), ("size", "FIELD=VALUE")])
+def test_bad_override_names_the_option_and_problem(item, message):
+    with pytest.raises(InputError, match=message) as info:
+        apply_overrides(ToyConfig(), [item])
+    assert info.value.source == "--set"
+
+
+def test_run_sections_writes_results_of_each_finished_section(tmp_path, keep_threads):
+    calls = []
+
+    def first(cfg, out):
+        calls.append("first")
+        return {"size": cfg.size}
+
+    def second(cfg, out):
+        raise RuntimeError("interrupted")
+
+    with keep_threads(), pytest.raises(RuntimeError):
+        run_sections("toy", "toy", ToyConfig, {"first": first, "second": second},
+                     ["--quick", "--set", "size=16", "--out", str(tmp_path)])
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["first"] == {"size": 16} and res["overrides"] == ["size=16"] and "second" not in res
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temporary file left behind
+    with keep_threads():
+        res = run_sections("toy", "toy", ToyConfig, {"first": first, "second": second},
+                           ["--only", "first", "--out", str(tmp_path / "b")])
+    assert res["first"] == {"size": 256} and calls == ["first", "first"]
