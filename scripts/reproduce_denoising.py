@@ -150,8 +150,9 @@ def run_theory(cfg: DenoisingConfig, out: Path) -> dict:
 def run_fig1(cfg: DenoisingConfig, out: Path) -> dict:
     img = dn.load_gray(cfg.fig1_image, cfg.fig1_size)
     noisy = img + cfg.noise_sigma * np.random.default_rng(0).standard_normal(img.shape)
-    res = {"dd": dn.denoise_curves(img, noisy, "deep-decoder", cfg.fig1_iterations, cfg.lr, **cfg.fig1_dd),
-           "dip": dn.denoise_curves(img, noisy, "dip", cfg.fig1_iterations, cfg.lr, **cfg.fig1_dip)}
+    res = {"dd": dn.denoise_curves(img, noisy, "deep-decoder", cfg.fig1_iterations, cfg.lr, show_progress=True,
+                                   **cfg.fig1_dd),
+           "dip": dn.denoise_curves(img, noisy, "dip", cfg.fig1_iterations, cfg.lr, show_progress=True, **cfg.fig1_dip)}
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
     for a, (name, r) in zip(ax, res.items()):
         for target in ("noisy", "clean", "noise"):
@@ -288,10 +289,11 @@ def run_table(cfg: DenoisingConfig, out: Path) -> dict:
         noisy = img + sd * np.random.default_rng(i).standard_normal(img.shape)
         row = {"image": name, "noisy": dn.psnr(noisy, img)}
         row["dd_k_over_early"] = dn.psnr(dn.denoise(noisy, "deep-decoder", cfg.table_steps[0], cfg.lr,
-                                                    **cfg.table_dd_over), img)
+                                                    show_progress=True, **cfg.table_dd_over), img)
         row["dd_k_under_converged"] = dn.psnr(dn.denoise(noisy, "deep-decoder", cfg.table_steps[1], cfg.lr,
-                                                         **cfg.table_dd_under), img)
-        row["dip"] = dn.psnr(dn.denoise(noisy, "dip", cfg.table_steps[2], cfg.lr, **cfg.table_dip), img)
+                                                         show_progress=True, **cfg.table_dd_under), img)
+        row["dip"] = dn.psnr(dn.denoise(noisy, "dip", cfg.table_steps[2], cfg.lr, show_progress=True,
+                                        **cfg.table_dip), img)
         row["bm3d"] = dn.psnr(dn.bm3d_denoise(noisy, sd), img)
         rows.append(row)
     keys = ["noisy", "dd_k_over_early", "dd_k_under_converged", "dip", "bm3d"]

@@ -101,7 +101,8 @@ def architecture_speeds(image: np.ndarray, factors=(1, 4, 16), archs=("i", "ii",
         for name, target in (("image", image), ("noise", noise)):
             net = build_appendix_b(arch, size, channels=k, layers=layers, seed=seed)
             row["params"] = net.num_parameters()
-            res = fit_curve(net, target, iterations, lr)
+            res = fit_curve(net, target, iterations, lr, show_progress=show_progress,
+                            description=f"arch ({arch}) x{factor:g} {name}")
             row[name] = res.history["relative_residual"]
             row[f"{name}_iters"] = iterations_to_fit(res.history["relative_residual"], threshold)
         row["overparameterization"] = row["params"] / (size[0] * size[1])
@@ -111,7 +112,7 @@ def architecture_speeds(image: np.ndarray, factors=(1, 4, 16), archs=("i", "ii",
 
 # --------------------------------------------------------------------------- Fig. 9
 def weight_movement(image: np.ndarray, arch: str = "i", factor: float = 4, layers: int = 5,
-                    iterations: int = 500, lr: float = 0.005, seed: int = 0) -> dict:
+                    iterations: int = 500, lr: float = 0.005, seed: int = 0, show_progress: bool = True) -> dict:
     """||C_i^t - C_i^0|| / ||C_i^0|| per layer (the 1x1 / k x k convolutions) for image and noise.
 
     Also the movement needed to reach the same fit: at the first iteration where each target's
@@ -130,7 +131,8 @@ def weight_movement(image: np.ndarray, arch: str = "i", factor: float = 4, layer
             for (n, p), p0 in zip(weights, init):
                 curves[n].append(float((p.detach() - p0).norm() / p0.norm()))
 
-        res = fit_curve(net, target, iterations, lr, callback=callback)
+        res = fit_curve(net, target, iterations, lr, callback=callback, show_progress=show_progress,
+                        description=f"weight movement, {name}")
         result[name] = {"layers": curves, "residual": res.history["relative_residual"]}
     level = result["noise"]["residual"][-1]
     result["common_level"] = level
@@ -249,10 +251,10 @@ def denoise_curves(image: np.ndarray, noisy: np.ndarray, net_name: str, iteratio
 
 
 def denoise(noisy: np.ndarray, net_name: str, iterations: int, lr: float, seed: int = 0,
-            **overrides) -> np.ndarray:
+            show_progress: bool = False, **overrides) -> np.ndarray:
     """Fit ``net_name`` to ``noisy`` for exactly ``iterations`` Adam steps; returns the last output."""
     net = build_net(net_name, 1, noisy.shape, seed=seed, **overrides)
-    cfg = FitConfig(iterations=iterations, lr=lr, show_progress=False, scale_data=False,
+    cfg = FitConfig(iterations=iterations, lr=lr, show_progress=show_progress, scale_data=False,
                     reg_noise_std=getattr(net, "reg_noise_std", 0.0))
     res = fit(net, lambda o: o, to_tensor(noisy), cfg, description=net_name)
     return res.output[0, 0].numpy().astype(np.float64)
