@@ -241,7 +241,7 @@ def run(setting: Setting, root: Path, seed: int = 0) -> dict:
     checkpoints = train_baselines(setting, paths, root, seed)
     result = {"setting": dataclasses.asdict(setting), "threads": torch.get_num_threads(),
               "training_seconds": {k: json.loads((root / "trained" / k / "training_time.json").read_text())["seconds"]
-                                   for k in setting.trained if (root / "trained" / k / "training_time.json").exists()},
+                                   for k in TRAINED if (root / "trained" / k / "training_time.json").exists()},
               "protocols": []}
     for accel, cf in setting.protocols:
         timing = reconstruct_protocol(setting, paths, checkpoints, root, accel, cf, seed)

@@ -171,3 +171,15 @@ def test_real_kspace_file_reconstruction_and_holdout_report(shared_data, tmp_pat
     nmse = json.loads((out / "holdout.json").read_text())["volumes"]["brain_8coil_bart.h5"]
     # SENSE predicts unseen k-space far better than zero-filling (which predicts 0, NMSE 1).
     assert 0 < nmse < 0.5
+
+
+def test_deep_decoder_input_size_follows_the_grid():
+    from fastmri_untrained.recon import DEFAULT_NET, UntrainedConfig, default_net
+
+    assert default_net("deep-decoder", (256, 256)) == DEFAULT_NET["deep-decoder"]  # the tuned 8x8
+    assert default_net("deep-decoder", (320, 368))["in_size"] == (8, 8)
+    assert default_net("deep-decoder", (128, 192))["in_size"] == (32, 32)  # the demo's grid
+    assert default_net("deep-decoder", (64, 96))["in_size"] == (16, 24)
+    assert default_net("conv-decoder", (64, 96)) == DEFAULT_NET["conv-decoder"]
+    cfg = UntrainedConfig(method="deep-decoder", net={"in_size": (4, 4), "channels": 16})
+    assert cfg.net_overrides((128, 192))["in_size"] == (4, 4)  # the user's choice wins

@@ -322,7 +322,7 @@ def mri_fit_curve(shape: tuple, coils: int, layers: int, channels: int, iteratio
         return float(((img - target) ** 2).sum()) / t2
 
     cfg = UntrainedConfig(method="deep-decoder", forward_model="sense", ensemble=1, seed=seed,
-                          data_consistency=False, net=dict(layers=layers, channels=channels),
+                          data_consistency=False, net=dict(layers=layers, channels=channels, in_size=(8, 8)),
                           fit=FitConfig(iterations=iterations, lr=lr, lr_schedule="constant",
                                         track_every=track_every, show_progress=True, seed=seed))
     recon = UntrainedReconstructor(cfg, show_progress=True)
@@ -332,7 +332,7 @@ def mri_fit_curve(shape: tuple, coils: int, layers: int, channels: int, iteratio
     best = int(errs.argmin())
     # 2 output channels (one complex image through the SENSE maps); a deep decoder's parameter
     # count does not depend on the output size.
-    params = build_net("deep-decoder", 2, target.shape, **cfg.net_overrides()).num_parameters()
+    params = build_net("deep-decoder", 2, target.shape, **cfg.net_overrides(target.shape)).num_parameters()
     zero_filled = ZeroFilled()(sample).image
     return {"loss": [r**2 for r in hist["relative_residual"]], "monitor_iteration": hist["monitor_iteration"],
             "mse": errs.tolist(), "ssim": hist["ssim"], "best_iteration": int(hist["monitor_iteration"][best]),
