@@ -155,6 +155,17 @@ def holdout_score(reconstructor, sample: MRISample, fraction: float, seed: int =
     return kspace_nmse(result.kspace, measured, held)
 
 
+def simulated_samples(mask: MaskSpec, shape, coils: int = 8, slices: int = 1, seed: int = 0) -> list[MRISample]:
+    """The masked slices of one simulated multi-coil volume, written to a temporary fastMRI file and
+    read back through :func:`iterate_volumes`, as a user's data would be (scripts, tuning, theory)."""
+    from .data.simulate import simulate_dataset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        simulate_dataset(tmp, "multicoil", 1, slices, coils, tuple(shape), seed=seed, show_progress=False)
+        _, samples = next(iterate_volumes(sorted(Path(tmp).glob("*.h5")), "multicoil", mask))
+    return samples
+
+
 def iterate_volumes(files: Iterable[Path], challenge: str, mask: MaskSpec):
     """Yield (fname, [MRISample per slice]) for each fastMRI file, one volume at a time."""
     transform = VarNetDataTransform(mask_func=mask.mask_func(), use_seed=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -24,10 +23,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fastmri_untrained.data.simulate import simulate_dataset  # noqa: E402
 from fastmri_untrained.evaluate import slice_ssim  # noqa: E402
 from fastmri_untrained.fit import FitConfig  # noqa: E402
-from fastmri_untrained.pipeline import MaskSpec, iterate_volumes  # noqa: E402
+from fastmri_untrained.pipeline import MaskSpec, simulated_samples  # noqa: E402
 from fastmri_untrained.recon import UntrainedConfig, UntrainedReconstructor  # noqa: E402
 
 
@@ -44,23 +42,20 @@ def main(argv=None):
     base = UntrainedConfig(method="conv-decoder", net=net, seed=args.seed,
                            fit=FitConfig(iterations=budget, lr=0.008, track_every=20, show_progress=False))
     rows, curves = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        simulate_dataset(tmp, "multicoil", 1, slices, coils, shape, seed=args.seed + 7, show_progress=False)
-        _, samples = next(iterate_volumes(sorted(Path(tmp).glob("*.h5")), "multicoil", mask))
-        for s in samples:
-            oracle = UntrainedReconstructor(base, show_progress=False)
-            oracle(s, monitor=lambda img, s=s: {"ssim": slice_ssim(s.target, img)})
-            hist = oracle.last_fit.history
-            ssims, its = np.array(hist["ssim"]), np.array(hist["monitor_iteration"])
-            holdout = UntrainedReconstructor(dataclasses.replace(base, early_stop="holdout"), show_progress=False)
-            result = holdout(s)
-            stop = result.info["holdout_stop_iteration"]
-            row = {"slice": s.slice_num, "oracle_iteration": int(its[ssims.argmax()]), "oracle_ssim": float(ssims.max()),
-                   "holdout_iteration": int(stop), "holdout_ssim": slice_ssim(s.target, result.image),
-                   "budget_ssim": float(ssims[-1]), "budget": budget}
-            rows.append(row)
-            curves.append((its, ssims, result.info["holdout_history"], row))
-            print(json.dumps(row), flush=True)
+    for s in simulated_samples(mask, shape, coils, slices=slices, seed=args.seed + 7):
+        oracle = UntrainedReconstructor(base, show_progress=False)
+        oracle(s, monitor=lambda img, s=s: {"ssim": slice_ssim(s.target, img)})
+        hist = oracle.last_fit.history
+        ssims, its = np.array(hist["ssim"]), np.array(hist["monitor_iteration"])
+        holdout = UntrainedReconstructor(dataclasses.replace(base, early_stop="holdout"), show_progress=False)
+        result = holdout(s)
+        stop = result.info["holdout_stop_iteration"]
+        row = {"slice": s.slice_num, "oracle_iteration": int(its[ssims.argmax()]), "oracle_ssim": float(ssims.max()),
+               "holdout_iteration": int(stop), "holdout_ssim": slice_ssim(s.target, result.image),
+               "budget_ssim": float(ssims[-1]), "budget": budget}
+        rows.append(row)
+        curves.append((its, ssims, result.info["holdout_history"], row))
+        print(json.dumps(row), flush=True)
     fig, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 3.4), squeeze=False)
     for ax, (its, ssims, hh, row) in zip(axes[0], curves):
         ax.plot(its, ssims, label="SSIM to target (oracle)")

@@ -18,17 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
-from pathlib import Path
 
 import torch
 
 from fastmri_untrained.baselines import SigPyRecon, ZeroFilled
-from fastmri_untrained.data.simulate import simulate_dataset
 from fastmri_untrained.evaluate import slice_ssim
 from fastmri_untrained.fit import FitConfig
-from fastmri_untrained.pipeline import MaskSpec, iterate_volumes
+from fastmri_untrained.pipeline import MaskSpec, simulated_samples
 from fastmri_untrained.recon import DEFAULT_FIT, UntrainedConfig, UntrainedReconstructor
 
 
@@ -50,10 +47,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     mask = MaskSpec("equispaced_fraction", (args.acceleration,), (0.08 if args.acceleration == 4 else 0.04,))
-    with tempfile.TemporaryDirectory() as tmp:
-        simulate_dataset(tmp, "multicoil", 1, 1, 8, tuple(args.shape), seed=args.sim_seed, show_progress=False)
-        _, samples = next(iterate_volumes(sorted(Path(tmp).glob("*.h5")), "multicoil", mask))
-    sample = samples[0]
+    sample = simulated_samples(mask, args.shape, coils=8, seed=args.sim_seed)[0]
     if args.l1_sweep:
         print("zero-filled", round(slice_ssim(sample.target, ZeroFilled()(sample).image), 4))
         for lam in (1e-4, 3e-4, 1e-3, 3e-3):

@@ -302,19 +302,13 @@ def mri_fit_curve(shape: tuple, coils: int, layers: int, channels: int, iteratio
     fitted with Adam at a constant step for ``iterations`` steps, no early stopping. The tracked image
     is the network's own (no data consistency), as in the paper's Fig. 5; zero-filled is the reference.
     """
-    import tempfile
-
     from ..baselines import ZeroFilled
-    from ..data.simulate import simulate_dataset
     from ..evaluate import slice_ssim
-    from ..pipeline import MaskSpec, iterate_volumes
+    from ..pipeline import MaskSpec, simulated_samples
     from ..recon import UntrainedConfig, UntrainedReconstructor
 
     mask = MaskSpec("equispaced_fraction", (acceleration,), (center_fraction,))
-    with tempfile.TemporaryDirectory() as tmp:
-        simulate_dataset(tmp, "multicoil", 1, 1, coils, tuple(shape), seed=seed + 11, show_progress=False)
-        _, samples = next(iterate_volumes(sorted(Path(tmp).glob("*.h5")), "multicoil", mask))
-    sample = samples[0]
+    sample = simulated_samples(mask, shape, coils, seed=seed + 11)[0]
     target = sample.target
     t2 = float((target**2).sum())
 
@@ -324,7 +318,7 @@ def mri_fit_curve(shape: tuple, coils: int, layers: int, channels: int, iteratio
     cfg = UntrainedConfig(method="deep-decoder", forward_model="sense", ensemble=1, seed=seed,
                           data_consistency=False, net=dict(layers=layers, channels=channels, in_size=(8, 8)),
                           fit=FitConfig(iterations=iterations, lr=lr, lr_schedule="constant",
-                                        track_every=track_every, show_progress=True, seed=seed))
+                                        track_every=track_every, seed=seed))
     recon = UntrainedReconstructor(cfg, show_progress=True)
     recon(sample, monitor=lambda img: {"mse": mse(img), "ssim": slice_ssim(target, img)})
     hist = recon.last_fit.history
@@ -341,4 +335,3 @@ def mri_fit_curve(shape: tuple, coils: int, layers: int, channels: int, iteratio
             "zero_filled_ssim": slice_ssim(target, zero_filled), "params": params,
             "target_shape": list(target.shape), "coils": coils, "acceleration": acceleration,
             "seconds": recon.last_fit.seconds}
-

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Callable, Mapping
 
+import torch
+
 from ..errors import InputError, atomic_path
 
 
@@ -48,8 +50,6 @@ def _write_json(path: Path, data: dict) -> None:
 def run_sections(tag: str, description: str, config_cls, sections: Mapping[str, Callable], argv=None,
                  default_out: str | None = None) -> dict:
     """Parse the command line, run the chosen sections, write ``results.json``; return the results."""
-    import torch
-
     ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes (the tests' size)")
     ap.add_argument("--out", type=Path, default=Path(default_out or f"outputs/{tag}"))
