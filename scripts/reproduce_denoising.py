@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fastmri_untrained.theory import deepnets_hs as dn  # noqa: E402
+from fastmri_untrained.theory import dual_kernel as dk  # noqa: E402
 from fastmri_untrained.theory import experiments_hs as ex  # noqa: E402
 from fastmri_untrained.theory.sections import run_sections  # noqa: E402
 
@@ -36,6 +37,11 @@ class DenoisingConfig:
     two_layer_n: int = 64
     two_layer_ks: tuple = (512, 4096, 16384)
     two_layer_seeds: tuple = (0, 1, 2, 3, 4)
+    # the same in 2-D: separable triangular kernel of half-width N/2 on an N x N image
+    two_layer_2d_shape: tuple = (16, 16)
+    two_layer_2d_half_width: float = 8.0
+    two_layer_2d_ks: tuple = (1024, 8192)
+    two_layer_2d_horizon: float = 8.0  # GD runs horizon x tau: in 2-D the best stop comes after tau
     # Fig. 1
     fig1_size: int = 256
     fig1_iterations: int = 3000
@@ -71,6 +77,7 @@ class DenoisingConfig:
     @classmethod
     def quick(cls) -> "DenoisingConfig":
         return cls(mc_samples=(1, 4, 16, 64, 256), two_layer_ks=(512, 4096), two_layer_seeds=(0, 1),
+                   two_layer_2d_shape=(12, 12), two_layer_2d_half_width=6.0, two_layer_2d_ks=(512, 4096),
                    fig1_size=32, fig1_iterations=150, fig1_dd={"layers": 4, "channels": 32, "in_size": (4, 4)},
                    fig1_dip={"levels": 3, "channels_down": 16, "channels_up": 16},
                    arch_size=32, arch_factors=(1, 4), arch_iterations=300, arch_lr=0.01,
@@ -126,9 +133,7 @@ def run_theory(cfg: DenoisingConfig, out: Path) -> dict:
 
     tl = ex.two_layer_denoising(n=cfg.two_layer_n, ks=cfg.two_layer_ks, seeds=cfg.two_layer_seeds)
     res["two_layer"] = {k: v for k, v in tl.items() if k not in ("runs",)}
-    res["two_layer"]["summary"] = [{k: r[k] for k in ("k", "seed", "error_at_tau", "theorem1_bound", "noise_norm",
-                                                       "best_error", "linear_deviation", "init_norm")}
-                                   for r in tl["runs"]]
+    res["two_layer"]["summary"] = [{k: r[k] for k in _TWO_LAYER_KEYS} for r in tl["runs"]]
     run = [r for r in tl["runs"] if r["k"] == max(cfg.two_layer_ks)][0]
     fig, ax = plt.subplots(figsize=(6, 4))
     t = np.arange(len(run["error"]))
@@ -143,6 +148,51 @@ def run_theory(cfg: DenoisingConfig, out: Path) -> dict:
     ax.legend(fontsize=7)
     ax.set_title(f"denoising a p={tl['p']}-smooth signal, n={tl['n']}")
     _save(fig, out, "theorem1_two_layer.png")
+    res["two_layer_2d"] = run_two_layer_2d(cfg, out)
+    return res
+
+
+_TWO_LAYER_KEYS = ("k", "seed", "error_at_tau", "theorem1_bound", "noise_norm", "best_error",
+                   "linear_deviation", "init_norm")
+
+
+def run_two_layer_2d(cfg: DenoisingConfig, out: Path) -> dict:
+    """Theorems 1-2 on images: the two-layer generator with a 2-D block-circulant U."""
+    shape = tuple(cfg.two_layer_2d_shape)
+    tl = ex.two_layer_denoising(n=shape, half_width=cfg.two_layer_2d_half_width, ks=cfg.two_layer_2d_ks,
+                                seeds=cfg.two_layer_seeds, horizon=cfg.two_layer_2d_horizon)
+    res = {k: v for k, v in tl.items() if k not in ("runs", "sigma")}
+    res["summary"] = [{**{k: r[k] for k in _TWO_LAYER_KEYS}, "best_iteration": int(np.argmin(r["error"])),
+                       "theorem2_excess": float(np.max(np.asarray(r["error"]) - np.asarray(r["theorem2"])))}
+                      for r in tl["runs"]]
+    run = [r for r in tl["runs"] if r["k"] == max(cfg.two_layer_2d_ks)][0]
+    W, _ = dk.sorted_basis(dk.triangular_kernel(shape, cfg.two_layer_2d_half_width))
+    fig = plt.figure(figsize=(13, 5.5))
+    lim = np.abs(W[:, :6]).max()
+    for i in range(6):  # the leading 2-D basis images, in the order of the dual kernel
+        a = fig.add_subplot(2, 6, i + 1)
+        a.imshow(W[:, i].reshape(shape), cmap="RdBu_r", vmin=-lim, vmax=lim)
+        a.set_title(f"w_{i + 1}, sigma/sigma_1={tl['sigma'][i] / tl['sigma'][0]:.2f}", fontsize=8)
+        a.axis("off")
+    best = int(np.argmin(run["error"]))
+    images = [("x (p-smooth)", run["signal"]), ("y = x + z", run["noisy"]),
+              (f"G(C_tau), t={tl['tau_int']}", run["output_at_tau"]), (f"G(C_t), t={best} (best)", run["output_best"])]
+    for i, (title, img) in enumerate(images):
+        a = fig.add_subplot(2, 6, 7 + i)
+        a.imshow(np.reshape(img, shape), cmap="gray")
+        a.set_title(title, fontsize=8)
+        a.axis("off")
+    ax = fig.add_subplot(2, 3, 6)
+    t = np.arange(len(run["error"]))
+    ax.plot(t, run["error"], label=f"two-layer net, k={run['k']}")
+    ax.plot(t, run["theorem2"], ":", label="Theorem 2 (no eps term)")
+    ax.axhline(run["noise_norm"], color="gray", lw=0.8, label="||z||")
+    ax.axhline(run["theorem1_bound"], color="r", lw=0.8, label="Theorem 1 bound")
+    ax.axvline(tl["tau"], color="k", lw=0.8, label=f"tau = {tl['tau']:.1f}")
+    ax.set_xlabel("GD iteration")
+    ax.set_title(f"2-D: ||G(C_t) - x||, {shape[0]}x{shape[1]}, p={tl['p']}", fontsize=9)
+    ax.legend(fontsize=6)
+    _save(fig, out, "theorem1_two_layer_2d.png")
     return res
 
 

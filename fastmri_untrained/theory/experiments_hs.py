@@ -24,23 +24,26 @@ from .dual_kernel import (
 
 def step_size(u: np.ndarray) -> float:
     """eta = 1 / ||F u||_inf^2, the theorems' step-size condition."""
-    return float(1.0 / np.max(np.abs(np.fft.fft(u))) ** 2)
+    return float(1.0 / np.max(np.abs(np.fft.fftn(u))) ** 2)
 
 
 # --------------------------------------------------------------------------- dual kernel
-def dual_kernel_check(n: int = 300, seed: int = 0) -> dict:
+def dual_kernel_check(n: int = 300, shape_2d=(12, 16), seed: int = 0) -> dict:
     """Eigenvalues of Sigma(U) against sigma^2 for triangular, Gaussian and random kernels.
 
     Reports the max absolute and max relative (to the largest eigenvalue) mismatch, for the
-    autocorrelation form (erratum) and for the printed convolution form.
+    autocorrelation form (erratum) and for the printed convolution form. 1-D kernels of length n
+    and 2-D kernels of ``shape_2d`` (U block-circulant; a non-square shape catches swapped axes).
     """
+    rng = np.random.default_rng(seed)
     kernels = {"triangular(hw=10)": triangular_kernel(n, 10), "gaussian(std=5)": gaussian_kernel(n, 5),
-               "random": np.random.default_rng(seed).standard_normal(n)}
+               "random": rng.standard_normal(n), "2-D triangular(hw=4)": triangular_kernel(shape_2d, 4),
+               "2-D random": rng.standard_normal(shape_2d)}
     out = {}
     for name, u in kernels.items():
         ev = np.sort(np.linalg.eigvalsh(sigma_matrix(circulant(u))))
-        auto = np.sort(dual_kernel(u) ** 2)
-        conv = np.sort(dual_kernel_convolution_form(u) ** 2)
+        auto = np.sort(dual_kernel(u).ravel() ** 2)
+        conv = np.sort(dual_kernel_convolution_form(u).ravel() ** 2)
         out[name] = {"max_abs_error": float(np.abs(ev - auto).max()),
                      "max_rel_error": float(np.abs(ev - auto).max() / ev.max()),
                      "convolution_form_max_abs_error": float(np.abs(ev - conv).max()),
@@ -109,30 +112,33 @@ def linear_dynamics_check(n: int = 100, iterations: int = 200, seed: int = 0) ->
 
 
 # --------------------------------------------------------------------------- Theorems 1-2 (ICLR)
-def two_layer_denoising(n: int = 64, p: int = 5, half_width: float = 16, noise_level: float = 0.5,
+def two_layer_denoising(n=64, p: int = 5, half_width: float = 16, noise_level: float = 0.5,
                         ks=(512, 4096), omega_factor: float = 0.1, horizon: float = 4.0, seeds=(0, 1, 2),
                         show_progress: bool = True) -> dict:
     """Denoise p-smooth signals with the two-layer generator, GD with eta = 1/||Fu||^2.
 
+    ``n`` is the signal length, or an image shape such as (16, 16): then u is the separable 2-D
+    triangular kernel, U its block-circulant matrix and the basis the 2-D trigonometric one.
     For each k and seed: the error ||G(C_t) - x|| over t, the error at the stopping time tau of
     Theorem 1 against its bound (eq. 7 with the eps||y|| term left out), Theorem 2's curve, and the
     largest deviation from the linearised dynamics G(C_0) + (I - (I - eta Sigma)^t)(y - G(C_0)).
     """
     u = triangular_kernel(n, half_width)
+    size = u.size
     U = circulant(u)
     W, s = sorted_basis(u)
     eta = step_size(u)
-    tau = dynamics.stopping_time(n, p, eta, s[p])
+    tau = dynamics.stopping_time(size, p, eta, s[p])
     T = int(np.ceil(tau))
     iters = int(np.ceil(horizon * T))
-    out = {"n": n, "p": p, "half_width": half_width, "eta": eta, "tau": tau, "tau_int": T,
-           "noise_level": noise_level, "sigma": s.tolist(), "runs": []}
+    out = {"n": list(u.shape) if u.ndim > 1 else size, "size": size, "p": p, "half_width": half_width,
+           "eta": eta, "tau": tau, "tau_int": T, "noise_level": noise_level, "sigma": s.tolist(), "runs": []}
     jobs = [(k, sd) for k in ks for sd in seeds]
     for k, sd in tqdm(jobs, desc="two-layer denoising", disable=not show_progress):
         x = dynamics.smooth_signal(W, p, seed=100 + sd)
-        z = np.random.default_rng(200 + sd).standard_normal(n) * noise_level / np.sqrt(n)
+        z = np.random.default_rng(200 + sd).standard_normal(size) * noise_level / np.sqrt(size)
         y = x + z
-        omega = omega_factor * np.linalg.norm(y) / np.sqrt(n) / np.linalg.norm(u)
+        omega = omega_factor * np.linalg.norm(y) / np.sqrt(size) / np.linalg.norm(u)
         r = convgen.fit_two_layer(U, y, convgen.GDConfig(iterations=iters, step=eta, k=k, omega=omega, seed=sd))
         outs = np.asarray(r.outputs)
         g0 = outs[0]
@@ -142,9 +148,10 @@ def two_layer_denoising(n: int = 64, p: int = 5, half_width: float = 16, noise_l
         out["runs"].append({
             "k": k, "seed": sd, "error": err.tolist(), "linear_error": np.linalg.norm(lin - x, axis=1).tolist(),
             "theorem2": thm2, "error_at_tau": float(err[T]),
-            "theorem1_bound": dynamics.theorem1_bound(np.linalg.norm(x), noise_level, n, p, eta, s[p - 1], T),
+            "theorem1_bound": dynamics.theorem1_bound(np.linalg.norm(x), noise_level, size, p, eta, s[p - 1], T),
             "noise_norm": float(np.linalg.norm(z)), "best_error": float(err.min()),
-            "init_norm": float(np.linalg.norm(g0)),
+            "init_norm": float(np.linalg.norm(g0)), "signal": x.tolist(), "noisy": y.tolist(),
+            "output_at_tau": outs[T].tolist(), "output_best": outs[int(np.argmin(err))].tolist(),
             "linear_deviation": float(np.linalg.norm(outs - lin, axis=1).max())})
     return out
 
