@@ -136,14 +136,7 @@ def run_theory(cfg: DenoisingConfig, out: Path) -> dict:
     res["two_layer"]["summary"] = [{k: r[k] for k in _TWO_LAYER_KEYS} for r in tl["runs"]]
     run = [r for r in tl["runs"] if r["k"] == max(cfg.two_layer_ks)][0]
     fig, ax = plt.subplots(figsize=(6, 4))
-    t = np.arange(len(run["error"]))
-    ax.plot(t, run["error"], label=f"two-layer net, k={run['k']}")
-    ax.plot(t, run["linear_error"], "--", label="linearised dynamics")
-    ax.plot(t, run["theorem2"], ":", label="Theorem 2 (no eps term)")
-    ax.axhline(run["noise_norm"], color="gray", lw=0.8, label="||z|| (noisy input)")
-    ax.axvline(tl["tau"], color="k", lw=0.8, label=f"tau = {tl['tau']:.1f}")
-    ax.axhline(run["theorem1_bound"], color="r", lw=0.8, label="Theorem 1 bound")
-    ax.set_xlabel("GD iteration")
+    _plot_error_and_bounds(ax, run, tl, linearised=True)
     ax.set_ylabel("||G(C_t) - x||")
     ax.legend(fontsize=7)
     ax.set_title(f"denoising a p={tl['p']}-smooth signal, n={tl['n']}")
@@ -156,13 +149,27 @@ _TWO_LAYER_KEYS = ("k", "seed", "error_at_tau", "theorem1_bound", "noise_norm", 
                    "linear_deviation", "init_norm")
 
 
+def _plot_error_and_bounds(ax, run: dict, tl: dict, linearised: bool) -> None:
+    """One two-layer run's error over GD iterations beside Theorem 2's curve, Theorem 1's bound,
+    tau and the noise level (and the linearised dynamics' error when ``linearised``)."""
+    t = np.arange(len(run["error"]))
+    ax.plot(t, run["error"], label=f"two-layer net, k={run['k']}")
+    if linearised:
+        ax.plot(t, run["linear_error"], "--", label="linearised dynamics")
+    ax.plot(t, run["theorem2"], ":", label="Theorem 2 (no eps term)")
+    ax.axhline(run["noise_norm"], color="gray", lw=0.8, label="||z|| (noisy input)")
+    ax.axvline(tl["tau"], color="k", lw=0.8, label=f"tau = {tl['tau']:.1f}")
+    ax.axhline(run["theorem1_bound"], color="r", lw=0.8, label="Theorem 1 bound")
+    ax.set_xlabel("GD iteration")
+
+
 def run_two_layer_2d(cfg: DenoisingConfig, out: Path) -> dict:
     """Theorems 1-2 on images: the two-layer generator with a 2-D block-circulant U."""
     shape = tuple(cfg.two_layer_2d_shape)
     tl = ex.two_layer_denoising(n=shape, half_width=cfg.two_layer_2d_half_width, ks=cfg.two_layer_2d_ks,
                                 seeds=cfg.two_layer_seeds, horizon=cfg.two_layer_2d_horizon)
     res = {k: v for k, v in tl.items() if k not in ("runs", "sigma")}
-    res["summary"] = [{**{k: r[k] for k in _TWO_LAYER_KEYS}, "best_iteration": int(np.argmin(r["error"])),
+    res["summary"] = [{**{k: r[k] for k in _TWO_LAYER_KEYS}, "best_iteration": r["best_iteration"],
                        "theorem2_excess": float(np.max(np.asarray(r["error"]) - np.asarray(r["theorem2"])))}
                       for r in tl["runs"]]
     run = [r for r in tl["runs"] if r["k"] == max(cfg.two_layer_2d_ks)][0]
@@ -174,22 +181,16 @@ def run_two_layer_2d(cfg: DenoisingConfig, out: Path) -> dict:
         a.imshow(W[:, i].reshape(shape), cmap="RdBu_r", vmin=-lim, vmax=lim)
         a.set_title(f"w_{i + 1}, sigma/sigma_1={tl['sigma'][i] / tl['sigma'][0]:.2f}", fontsize=8)
         a.axis("off")
-    best = int(np.argmin(run["error"]))
     images = [("x (p-smooth)", run["signal"]), ("y = x + z", run["noisy"]),
-              (f"G(C_tau), t={tl['tau_int']}", run["output_at_tau"]), (f"G(C_t), t={best} (best)", run["output_best"])]
+              (f"G(C_tau), t={tl['tau_int']}", run["output_at_tau"]),
+              (f"G(C_t), t={run['best_iteration']} (best)", run["output_best"])]
     for i, (title, img) in enumerate(images):
         a = fig.add_subplot(2, 6, 7 + i)
         a.imshow(np.reshape(img, shape), cmap="gray")
         a.set_title(title, fontsize=8)
         a.axis("off")
     ax = fig.add_subplot(2, 3, 6)
-    t = np.arange(len(run["error"]))
-    ax.plot(t, run["error"], label=f"two-layer net, k={run['k']}")
-    ax.plot(t, run["theorem2"], ":", label="Theorem 2 (no eps term)")
-    ax.axhline(run["noise_norm"], color="gray", lw=0.8, label="||z||")
-    ax.axhline(run["theorem1_bound"], color="r", lw=0.8, label="Theorem 1 bound")
-    ax.axvline(tl["tau"], color="k", lw=0.8, label=f"tau = {tl['tau']:.1f}")
-    ax.set_xlabel("GD iteration")
+    _plot_error_and_bounds(ax, run, tl, linearised=False)
     ax.set_title(f"2-D: ||G(C_t) - x||, {shape[0]}x{shape[1]}, p={tl['p']}", fontsize=9)
     ax.legend(fontsize=6)
     _save(fig, out, "theorem1_two_layer_2d.png")

@@ -145,13 +145,14 @@ def two_layer_denoising(n=64, p: int = 5, half_width: float = 16, noise_level: f
         lin = np.array([y - dynamics.predicted_residual(W, s, y - g0, eta, t) for t in r.iterations])
         err = np.linalg.norm(outs - x, axis=1)
         thm2 = [dynamics.theorem2_bound(W, s, x, z, eta, t, p) for t in r.iterations]
+        best = int(np.argmin(err))
         out["runs"].append({
             "k": k, "seed": sd, "error": err.tolist(), "linear_error": np.linalg.norm(lin - x, axis=1).tolist(),
             "theorem2": thm2, "error_at_tau": float(err[T]),
             "theorem1_bound": dynamics.theorem1_bound(np.linalg.norm(x), noise_level, size, p, eta, s[p - 1], T),
-            "noise_norm": float(np.linalg.norm(z)), "best_error": float(err.min()),
+            "noise_norm": float(np.linalg.norm(z)), "best_error": float(err[best]),
             "init_norm": float(np.linalg.norm(g0)), "signal": x.tolist(), "noisy": y.tolist(),
-            "output_at_tau": outs[T].tolist(), "output_best": outs[int(np.argmin(err))].tolist(),
+            "best_iteration": best, "output_at_tau": outs[T].tolist(), "output_best": outs[best].tolist(),
             "linear_deviation": float(np.linalg.norm(outs - lin, axis=1).max())})
     return out
 
