@@ -53,3 +53,12 @@ def test_run_sections_writes_results_of_each_finished_section(tmp_path, keep_thr
         res = run_sections("toy", "toy", ToyConfig, {"first": first, "second": second},
                            ["--only", "first", "--out", str(tmp_path / "b")])
     assert res["first"] == {"size": 256} and calls == ["first", "first"]
+
+
+def test_bad_override_on_the_command_line_is_one_line_and_creates_nothing(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        run_sections("toy", "toy", ToyConfig, {}, ["--set", "sizes=3", "--out", str(tmp_path / "out")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--set: unknown field 'sizes'" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()

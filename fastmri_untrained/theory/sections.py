@@ -59,7 +59,10 @@ def run_sections(tag: str, description: str, config_cls, sections: Mapping[str, 
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    cfg = apply_overrides(config_cls.quick() if args.quick else config_cls(), args.set)
+    try:
+        cfg = apply_overrides(config_cls.quick() if args.quick else config_cls(), args.set)
+    except InputError as err:
+        ap.error(str(err))  # one line and exit status 2, like any other bad argument
     args.out.mkdir(parents=True, exist_ok=True)
     results = {"config": dataclasses.asdict(cfg), "quick": args.quick, "overrides": args.set}
     for name, fn in sections.items():
