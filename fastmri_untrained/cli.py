@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+import warnings
 from pathlib import Path
 
 from .errors import InputError
@@ -31,14 +33,21 @@ def add_simulate(sub):
     p.add_argument("--slices", type=_positive_int, default=2)
     p.add_argument("--coils", type=_positive_int, default=8)
     p.add_argument("--shape", type=_positive_int, nargs=2, default=(640, 368), metavar=("H", "W"),
-                   help="k-space matrix (readout H, 2x oversampled; phase encoding W)")
-    p.add_argument("--seed", type=int, default=0)
+                   help="k-space matrix (readout H, 2x oversampled: even, >= 8; phase encoding W >= 4)")
+    p.add_argument("--seed", type=int, default=0, help="non-negative")
     p.set_defaults(func=cmd_simulate)
 
 
 def cmd_simulate(args) -> int:
-    from .data.simulate import simulate_dataset
+    from .data.simulate import shape_problem, simulate_dataset
+    from .pipeline import check_output_dir
 
+    problem = shape_problem(args.shape)
+    if problem:
+        raise InputError("--shape", problem)
+    if args.seed < 0:
+        raise InputError("--seed", f"must be >= 0 (numpy seeds are non-negative), got {args.seed}")
+    check_output_dir(args.out)  # a file in the way or no permission: fail before simulating
     paths = simulate_dataset(args.out, challenge=args.challenge, num_volumes=args.num_volumes, slices=args.slices,
                              coils=args.coils, shape=tuple(args.shape), seed=args.seed)
     for p in paths:
@@ -56,6 +65,9 @@ def add_recon_args(p):
     p.add_argument("--mask-type", default="equispaced_fraction", help=f"one of: {', '.join(MASK_TYPES)}")
     p.add_argument("--accelerations", type=float, nargs="+", default=[4])
     p.add_argument("--center-fractions", type=float, nargs="+", default=[0.08])
+    p.add_argument("--retrospective-mask", action="store_true",
+                   help="also undersample files that are already undersampled (fastMRI test/challenge files "
+                        "keep their own mask by default)")
     p.add_argument("--forward-model", choices=("coil-images", "sense"),
                    help="un-trained methods: fit coil images (RSS) or one image through ESPIRiT maps "
                         "(default: coil-images for conv-decoder and dip, sense for deep-decoder)")
@@ -105,8 +117,8 @@ def untrained_config(args):
             raise InputError("--iterations", f"must be >= 0, got {args.iterations}")
         fit_kwargs["iterations"] = args.iterations
     if args.lr is not None:
-        if not args.lr > 0:
-            raise InputError("--lr", f"must be > 0, got {args.lr}")
+        if not (args.lr > 0 and math.isfinite(args.lr)):
+            raise InputError("--lr", f"must be a finite number > 0, got {args.lr}")
         fit_kwargs["lr"] = args.lr
     return UntrainedConfig(method=args.method, forward_model=args.forward_model, net=net,
                            fit=FitConfig(**fit_kwargs), early_stop=args.early_stop, ensemble=args.ensemble,
@@ -161,7 +173,8 @@ def cmd_reconstruct(args) -> int:
                                       report_holdout=args.report_holdout, seed=args.seed)
         print(json.dumps(row, indent=2))
         return 0
-    mask = MaskSpec(args.mask_type, tuple(args.accelerations), tuple(args.center_fractions))
+    mask = MaskSpec(args.mask_type, tuple(args.accelerations), tuple(args.center_fractions),
+                    retrospective=args.retrospective_mask)
     rows = reconstruct_with_trainer(args, mask, reconstructor)
     if rows is None:  # not the global-zero process: it only reconstructs its share
         return 0
@@ -193,27 +206,34 @@ def reconstruct_with_trainer(args, mask, reconstructor):
 
     from .data.readers import validate_fastmri_file
     from .lightning import DataConfig, FastMRIDataModule, ReconConfig, SliceReconstructionModule, default_loggers
-    from .pipeline import check_output_dir, h5_files
+    from .pipeline import check_inputs, check_output_dir, finished_rows, h5_files, write_reports
     from .recon import UNTRAINED_METHODS
 
+    rank0 = rank_zero_only.rank == 0
+    log = print if rank0 else (lambda message: None)
     targs = trainer_args(args)
-    files = h5_files(args.data_path)
+    if args.data_path.resolve() == args.out.resolve():
+        raise InputError("--out", "must not be the --data-path directory (the run would read its own output)")
+    files = h5_files(args.data_path, log=log)
     out = check_output_dir(args.out)
-    for f in files:
-        validate_fastmri_file(f, args.challenge)
+    infos = [validate_fastmri_file(f, args.challenge) for f in files]
+    untrained = reconstructor.config if args.method in UNTRAINED_METHODS else None
+    check_inputs(infos, mask, args.method, untrained, log=log)
     pending = []
     for f in files:
         if (out / f.name).exists():
-            if rank_zero_only.rank == 0:
-                print(f"{f.name}: already reconstructed, skipped")
+            log(f"{f.name}: already reconstructed, skipped")
         else:
             pending.append(f.name)
-    if not pending:
-        return [] if rank_zero_only.rank == 0 else None
-    untrained = reconstructor.config if args.method in UNTRAINED_METHODS else None
+    if not pending:  # nothing to fit: the reports still cover every finished volume
+        if not rank0:
+            return None
+        rows = finished_rows(files, out, args.method, args.challenge, [])
+        write_reports(out, args.method, rows, args.report_holdout)
+        return rows
     config = ReconConfig(method=args.method, untrained=untrained, lamda=args.lamda, out_dir=out,
                          challenge=args.challenge, report_holdout=args.report_holdout, seed=args.seed,
-                         log_images=args.log_images, show_progress=False)
+                         log_images=args.log_images, show_progress=False, data_path=args.data_path)
     module = SliceReconstructionModule(config)
     data = FastMRIDataModule(DataConfig(args.data_path, args.challenge, mask, files=pending))
     trainer = pl.Trainer(**targs, logger=default_loggers(args.log_dir or out / "logs"), default_root_dir=out,
@@ -249,19 +269,28 @@ def cmd_demo(args) -> int:
     from .data.simulate import simulate_dataset
     from .evaluate import format_table, summarise
     from .figures import comparison_figure
-    from .pipeline import MaskSpec, make_reconstructor, read_reconstruction, reconstruct_dataset
+    from .pipeline import METHODS, MaskSpec, make_reconstructor, read_reconstruction, reconstruct_dataset
 
+    # Arguments first, before simulating anything.
+    unknown = [m for m in args.methods if m not in METHODS]
+    if unknown:
+        raise InputError("--methods", f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    try:
+        mask = MaskSpec("equispaced_fraction", (args.acceleration,), (args.center_fraction,))
+        mask.calibration_width(DEMO_SHAPE[1])
+    except InputError as exc:  # the library names reconstruct's flags; the demo's are singular
+        raise InputError(exc.source.replace("--accelerations", "--acceleration")
+                         .replace("--center-fractions", "--center-fraction"), exc.problem) from None
     data_dir = args.out / "data"
     if not sorted(data_dir.glob("*.h5")):
         print(f"simulating the default multi-coil dataset into {data_dir}")
         simulate_dataset(data_dir, challenge="multicoil", num_volumes=1, slices=1, coils=8, shape=DEMO_SHAPE,
                          seed=args.seed)
-    mask = MaskSpec("equispaced_fraction", (args.acceleration,), (args.center_fraction,))
     rows, recon_paths = [], {}
     for method in args.methods:
         out = args.out / method
         print(f"reconstructing with {method} at {args.acceleration:g}x")
-        rows += reconstruct_dataset(data_dir, out, method, "multicoil", mask, make_reconstructor(method),
+        rows += reconstruct_dataset(data_dir, out, method, "multicoil", mask, make_reconstructor(method, seed=args.seed),
                                     resume=False, seed=args.seed)
         recon_paths[method] = sorted(out.glob("*.h5"))[0]
     summary = summarise(rows)
@@ -294,9 +323,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings on the command line: one line each, like the errors."""
+    return f"fastmri-untrained: warning: {message}\n"
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    formatwarning, warnings.formatwarning = warnings.formatwarning, one_line_warning
     try:
         return args.func(args)
     except InputError as exc:
@@ -306,6 +341,8 @@ def main(argv=None) -> int:
         print("fastmri-untrained: interrupted; finished volumes are kept, no partial file was written",
               file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = formatwarning
 
 
 if __name__ == "__main__":

@@ -25,6 +25,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 OPTIMIZERS = ("adam", "sgd", "gd")
+# A loss this many times its first value means the fit diverged (too large a step): the data are
+# scaled so that the first loss is about ||y||^2, and a working fit only lowers it; Adam's early
+# overshoots stay within a few times the start.
+DIVERGENCE_FACTOR = 1e4
 SCHEDULES = ("constant", "cosine", "step")
 
 
@@ -57,7 +61,9 @@ class FitConfig:
     lr_gamma: float = 0.5
     return_iterate: str = "last"  # last | best (lowest training loss)
     scale_data: bool = True
-    reg_noise_std: float = 0.0  # DIP's input-noise regularisation
+    # DIP's input-noise regularisation: std of the noise added to the network input each step.
+    # None: the network's own value (``net.reg_noise_std``: 1/30 for DIP, 0 for the decoders).
+    reg_noise_std: Optional[float] = None
     seed: int = 0
     show_progress: bool = True
     track_every: int = 1  # ground-truth error / monitor every N iterations
@@ -77,8 +83,10 @@ class FitConfig:
             raise ValueError(f"return_iterate must be 'last' or 'best', got {self.return_iterate!r}")
         if self.iterations < 0:
             raise ValueError(f"iterations must be >= 0, got {self.iterations}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+        if self.reg_noise_std is not None and not (self.reg_noise_std >= 0 and math.isfinite(self.reg_noise_std)):
+            raise ValueError(f"reg_noise_std must be a finite number >= 0 (or None), got {self.reg_noise_std}")
 
 
 @dataclass
@@ -89,7 +97,7 @@ class FitResult:
     history: dict = field(default_factory=dict)
     iterations: int = 0  # iterations run
     returned_iteration: int = 0  # iteration whose output is returned (0 = initialisation)
-    stop_reason: str = "budget"  # budget | early-stop | non-finite
+    stop_reason: str = "budget"  # budget | early-stop | non-finite | diverged
     scale: float = 1.0
     seconds: float = 0.0
 
@@ -125,6 +133,15 @@ def data_scale(net: nn.Module, forward_model: Callable, measurements: torch.Tens
     if num == 0 or not math.isfinite(num):
         return 1.0
     return num / den
+
+
+def input_noise_std(net: nn.Module, config: FitConfig) -> float:
+    """The std of the noise added to the network input each step: ``config.reg_noise_std``, or
+    the network's own ``reg_noise_std`` when the config leaves it None. The one place that
+    decides it (:func:`fit` and the Lightning training loop both ask here)."""
+    if config.reg_noise_std is not None:
+        return float(config.reg_noise_std)
+    return float(getattr(net, "reg_noise_std", 0.0))
 
 
 def training_network(net: nn.Module, config: FitConfig) -> nn.Module:
@@ -190,6 +207,7 @@ def fit(net: nn.Module, forward_model: Callable[[torch.Tensor], torch.Tensor], m
     y_norm2 = float(squared_norm(y))
 
     step_net = training_network(net, config)  # the few no-grad evaluations below stay eager
+    noise_std = input_noise_std(net, config)
     optimizer = make_optimizer([p for p in net.parameters() if p.requires_grad], config)
     scheduler = make_scheduler(optimizer, config)
     history: dict[str, list] = {"loss": [], "relative_residual": []}
@@ -221,14 +239,22 @@ def fit(net: nn.Module, forward_model: Callable[[torch.Tensor], torch.Tensor], m
     for it in range(1, config.iterations + 1):
         optimizer.zero_grad(set_to_none=True)
         noise = None
-        if config.reg_noise_std > 0:
-            noise = config.reg_noise_std * torch.randn(net.net_input.shape, generator=noise_gen).to(device)
+        if noise_std > 0:
+            noise = noise_std * torch.randn(net.net_input.shape, generator=noise_gen).to(device)
         loss, output = network_step_loss(step_net, forward_model, y, noise, config.autocast_dtype)
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
             warnings.warn(f"{description}: loss became non-finite at iteration {it}; "
                           f"returning the best iterate so far (iteration {best_iter})", RuntimeWarning)
             stop_reason, it = "non-finite", it - 1
+            break
+        if it == 1:
+            first_loss = loss_value
+        elif first_loss > 0 and loss_value > DIVERGENCE_FACTOR * first_loss:
+            warnings.warn(f"{description}: the fit diverged (loss {loss_value / first_loss:.3g} times its start at "
+                          f"iteration {it}; lower the learning rate); returning the best iterate so far "
+                          f"(iteration {best_iter})", RuntimeWarning)
+            stop_reason, it = "diverged", it - 1
             break
         # The output of this forward pass belongs to the weights before this step.
         if loss_value < best_loss:
@@ -277,7 +303,7 @@ def fit(net: nn.Module, forward_model: Callable[[torch.Tensor], torch.Tensor], m
             stop_reason = "non-finite"
     if stop_reason == "early-stop":
         returned, returned_iter = es_output, es_iter
-    elif stop_reason == "non-finite" or config.return_iterate == "best" or config.iterations == 0:
+    elif stop_reason in ("non-finite", "diverged") or config.return_iterate == "best" or config.iterations == 0:
         returned, returned_iter = best_output, best_iter
     else:
         returned, returned_iter = last_output, last_iter

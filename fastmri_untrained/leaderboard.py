@@ -101,6 +101,19 @@ def _h5_names(path: Path, what: str) -> list[Path]:
     return files
 
 
+def _volume_dataset(hf: h5py.File, key: str, path: Path) -> h5py.Dataset:
+    """``hf[key]`` if it is a real-valued image volume; else InputError naming the file (the
+    metrics take magnitudes: a group, complex or string entry would fail deep in numpy)."""
+    ds = hf[key]
+    if not isinstance(ds, h5py.Dataset):
+        raise InputError(path, f"'{key}' is an HDF5 {type(ds).__name__.lower()}, not a dataset")
+    if ds.dtype.kind not in "fiu":
+        got = "strings" if h5py.check_string_dtype(ds.dtype) else f"dtype {ds.dtype}"
+        hint = " (save the magnitude, e.g. np.abs)" if ds.dtype.kind == "c" else ""
+        raise InputError(path, f"'{key}' must be a real-valued image volume, got {got}{hint}")
+    return ds
+
+
 def _fail(source, problems: Sequence[str], header: str):
     if problems:
         raise InputError(source, header + "\n  " + "\n  ".join(problems))
@@ -128,13 +141,16 @@ def read_targets(target_path: Path, challenge: str, acquisition: Optional[str] =
                                         f"{', '.join(sorted(hf.keys()))}) -- test/challenge-set files "
                                         "cannot be evaluated")
                     continue
-                ds = hf[key]
+                ds = _volume_dataset(hf, key, path)
                 if ds.ndim != 3:
                     problems.append(f"{path.name}: '{key}' has shape {ds.shape}; expected (slices, h, w)")
                     continue
                 acq = hf.attrs.get("acquisition", "unknown")
                 acq = acq.decode() if isinstance(acq, bytes) else str(acq)
-                max_attr = float(hf.attrs["max"]) if "max" in hf.attrs else None
+                try:
+                    max_attr = float(hf.attrs["max"]) if "max" in hf.attrs else None
+                except (TypeError, ValueError):
+                    raise InputError(path, f"'max' attribute is not a number: {hf.attrs['max']!r}") from None
                 targets.append(TargetVolume(path, tuple(ds.shape), acq, max_attr))
         except OSError as exc:
             problems.append(f"{path.name}: cannot be read as HDF5 ({exc})")
@@ -164,8 +180,9 @@ def check_predictions(pred_dir: Path, targets: Sequence[TargetVolume], challenge
     """Check one method's directory against the targets; returns files with no target.
 
     Raises InputError naming every missing or unreadable file, file without
-    ``reconstruction``, and wrong shape or slice count (non-finite values are found, and
-    named, when the volume is evaluated).
+    ``reconstruction``, and wrong shape or slice count. A ``reconstruction`` that is not a
+    real-valued dataset (a group, complex, strings) fails at once, naming its file; non-finite
+    values are found, and named, when the volume is evaluated.
     """
     pred_dir = Path(pred_dir)
     present = {p.name for p in _h5_names(pred_dir, "predictions")}
@@ -180,7 +197,7 @@ def check_predictions(pred_dir: Path, targets: Sequence[TargetVolume], challenge
                 if PRED_KEY not in hf:
                     problems.append(f"{t.name}: no '{PRED_KEY}' dataset (keys: {', '.join(sorted(hf.keys()))})")
                     continue
-                shape = tuple(hf[PRED_KEY].shape)
+                shape = tuple(_volume_dataset(hf, PRED_KEY, path).shape or ())  # None: an empty dataset
         except OSError as exc:
             problems.append(f"{t.name}: cannot be read as HDF5 ({exc})")
             continue
@@ -218,6 +235,8 @@ def evaluate_volume(target_file: Path, pred_file: Path, challenge: str, maxval: 
     if target.shape[-2] < target.shape[-1]:
         raise InputError(target_file, f"target {target.shape} is wider than tall; fastmri.evaluate's (w, w) "
                                       "crop is undefined for it")
+    if not np.isfinite(target).all():
+        raise InputError(target_file, f"the target '{TARGET_KEYS[challenge]}' contains NaN or infinite values")
     if not np.isfinite(recon).all():
         raise InputError(pred_file, "the reconstruction contains NaN or infinite values")
     target, recon = fastmri_crop(target, recon)
@@ -227,6 +246,9 @@ def evaluate_volume(target_file: Path, pred_file: Path, challenge: str, maxval: 
         value = float(max_attr)
     else:
         value = float(target.max())
+    if not (np.isfinite(value) and value > 0):  # PSNR/SSIM divide by it: NaN metrics otherwise
+        what = "'max' attribute" if maxval == "attr" else "maximum of the cropped target"
+        raise InputError(target_file, f"the {what} is {value:g}; PSNR/SSIM need a positive data range")
     # volume_metrics passes float32 arrays through unchanged, as fastmri.evaluate reads them.
     row = volume_metrics(target, recon, maxval=value)
     row["maxval"] = value

@@ -7,7 +7,7 @@ not subclass fastMRI's ``MriModule``):
     ``test_step`` / ``predict_step`` take fastMRI batches (``VarNetSample`` from
     :class:`FastMRIDataModule`) and reconstruct each slice *inside the step*: un-trained
     networks are fitted with the project's engine (:func:`fit.fit`), classical methods run
-    as they are. Whole volumes stay on one process (fastMRI's ``VolumeSampler``); the process
+    as they are. Whole volumes stay on one process (:class:`WholeVolumeSampler`); the process
     that finishes a volume writes it once, complete, with :func:`pipeline.save_volume`. Every
     slice is fitted from a seed derived from (seed, file, slice) (:func:`pipeline.slice_seed`),
     so 1 and N processes write the same files. With targets, per-volume NMSE / PSNR / SSIM (as
@@ -39,17 +39,16 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
-from fastmri.data import SliceDataset
-from fastmri.data.transforms import VarNetDataTransform
-from fastmri.data.volume_sampler import VolumeSampler
 from torch.utils.data import DataLoader, SequentialSampler
 
+from .data.slices import FileSliceDataset, slice_dataset
 from .errors import InputError
 from .evaluate import METRICS
-from .fit import (FitConfig, FitResult, data_scale, make_optimizer, make_scheduler, network_step_loss,
-                  squared_norm, training_network)
+from .fit import (FitConfig, FitResult, data_scale, input_noise_std, make_optimizer, make_scheduler,
+                  network_step_loss, squared_norm, training_network)
 from .mri import MRISample, holdout_split, kspace_nmse, sample_from_varnet
-from .pipeline import MaskSpec, check_output_dir, for_slice, holdout_score, make_reconstructor, save_volume, volume_row
+from .pipeline import (MaskSpec, check_output_dir, finished_rows, for_slice, h5_files, holdout_score,
+                       make_reconstructor, save_volume, volume_row, write_reports)
 from .recon import UNTRAINED_METHODS, MRIProblem, UntrainedConfig
 
 # Trainer precision -> the fitting engine's autocast dtype (the engine autocasts the network
@@ -79,6 +78,45 @@ class DataConfig:
     num_workers: int = 0
 
 
+PADDING = -1  # the index of "no slice": a process without a volume gets one
+
+
+class PaddedSlices(torch.utils.data.Dataset):
+    """A slice dataset that answers :data:`PADDING` with None (the module skips it)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+        self.raw_samples = dataset.raw_samples
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        return None if i == PADDING else self.dataset[i]
+
+
+class WholeVolumeSampler(torch.utils.data.Sampler):
+    """The slices of whole volumes for process ``rank`` of ``num_replicas``, volumes dealt in turn.
+
+    fastMRI's ``VolumeSampler`` divides by the number of volumes per process, so it fails when a
+    resumed or small job has fewer unfinished volumes than processes, and it pads a short share
+    with repeated slices (each an expensive fit, for nothing). Here a process without a volume
+    gets the one index :data:`PADDING`: every process still runs the loop and joins the final
+    gather of the rows, and none fits a slice twice.
+    """
+
+    def __init__(self, dataset, num_replicas: int, rank: int):
+        names = sorted({Path(s.fname).name for s in dataset.raw_samples})
+        mine = set(names[rank::num_replicas])
+        self.indices = [i for i, s in enumerate(dataset.raw_samples) if Path(s.fname).name in mine] or [PADDING]
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
 def first_item(batch):
     """Collate for batch_size=1 that keeps fastMRI's ``VarNetSample`` as it is."""
     return batch[0]
@@ -92,23 +130,20 @@ class FastMRIDataModule(pl.LightningDataModule):
         super().__init__()
         self.config = config
 
-    def dataset(self) -> SliceDataset:
+    def dataset(self) -> FileSliceDataset:
         cfg = self.config
-        path = Path(cfg.data_path)
-        root = path if path.is_dir() else path.parent
-        names = set(cfg.files) if cfg.files is not None else (None if path.is_dir() else {path.name})
-        transform = VarNetDataTransform(mask_func=cfg.mask.mask_func(), use_seed=True)
-        ds = SliceDataset(root=root, challenge=cfg.challenge, transform=transform)
-        if names is not None:
-            ds.raw_samples = [s for s in ds.raw_samples if Path(s.fname).name in names]
-        return ds
+        files = h5_files(cfg.data_path)
+        if cfg.files is not None:
+            names = set(cfg.files)
+            files = [f for f in files if f.name in names]
+        return slice_dataset(files, cfg.challenge, cfg.mask.mask_func(), retrospective=cfg.mask.retrospective)
 
     def _loader(self) -> DataLoader:
-        ds = self.dataset()
+        ds = PaddedSlices(self.dataset())
         trainer = self.trainer
         if trainer is not None and trainer.world_size > 1:
             # Whole volumes per process: the process that owns a volume writes it.
-            sampler = VolumeSampler(ds, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False)
+            sampler = WholeVolumeSampler(ds, num_replicas=trainer.world_size, rank=trainer.global_rank)
         else:
             sampler = SequentialSampler(ds)
         return DataLoader(ds, batch_size=1, sampler=sampler, collate_fn=first_item,
@@ -138,6 +173,8 @@ class ReconConfig:
         ``out_dir/holdout.json`` (with ``report_holdout``) for the volumes of this run.
     log_images: per process, the number of volumes whose middle slice is saved as a PNG
         (target / reconstruction / error) in the logger's directory.
+    data_path: with ``out_dir``, the rows and reports also cover the volumes of ``data_path``
+        that an earlier, interrupted run already wrote to ``out_dir`` (resume).
     """
 
     method: str = "conv-decoder"
@@ -150,6 +187,7 @@ class ReconConfig:
     log_images: int = 1
     write_reports: bool = True  # OUT/metrics.json (with targets) and OUT/holdout.json, as the pipeline
     show_progress: bool = False
+    data_path: Optional[Path] = None
 
 
 class SliceReconstructionModule(pl.LightningModule):
@@ -229,19 +267,22 @@ class SliceReconstructionModule(pl.LightningModule):
         self._add_slice(sample, image, holdout, time.perf_counter() - start)
         return sample, image
 
-    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> dict:
+    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> Optional[dict]:
+        if batch is None:  # WholeVolumeSampler's padding: this process has no volume
+            return None
         sample, image = self.reconstruct(batch)
         return {"fname": sample.fname, "slice_num": sample.slice_num, "image": image}
 
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self.reconstruct(batch)
+        if batch is not None:
+            self.reconstruct(batch)
 
     # -- volumes ------------------------------------------------------------------------------
     def _add_slice(self, sample: MRISample, image: np.ndarray, holdout: Optional[float], seconds: float):
         fname = Path(sample.fname).name
         vol = self._pending.setdefault(fname, {"slices": {}, "seconds": 0.0})
         if sample.slice_num in vol["slices"] or vol.get("done"):
-            return  # VolumeSampler pads a process's share with repeats: each slice counts once
+            return  # each slice counts once, whatever a sampler repeats
         vol["seconds"] += seconds
         # Keep the target etc. (for metrics) but not the k-space.
         vol["slices"][sample.slice_num] = (sample._replace(kspace=None, mask=None), image, holdout)
@@ -266,7 +307,8 @@ class SliceReconstructionModule(pl.LightningModule):
 
         k = len(samples) // 2
         target = samples[k].target
-        name = f"{Path(fname).stem}_slice{samples[k].slice_num}"
+        # File names stop at 255 bytes: a long volume name is shortened in the image's name.
+        name = f"{Path(fname).stem[:200]}_slice{samples[k].slice_num}"
         comparison_figure(target, {self.config.method: volume[k]}, self._image_dir / f"{name}.png",
                           metrics={self.config.method: row}, title=name)
         self._images_logged += 1
@@ -286,21 +328,14 @@ class SliceReconstructionModule(pl.LightningModule):
             gathered: list = [None] * dist.get_world_size()
             dist.all_gather_object(gathered, rows)
             rows = [r for part in gathered for r in part]
+        cfg = self.config
         self.rows = sorted(rows, key=lambda r: r["file"])
-        if self.config.out_dir is not None and self.config.write_reports and self.trainer.is_global_zero:
-            self._write_reports()
+        if cfg.out_dir is not None and cfg.data_path is not None:  # every finished volume, not only this run's
+            self.rows = finished_rows(h5_files(cfg.data_path), cfg.out_dir, cfg.method, cfg.challenge, self.rows)
+        if cfg.out_dir is not None and cfg.write_reports and self.trainer.is_global_zero:
+            # Written here, not by the caller: under ddp_spawn the caller's module never sees the rows.
+            write_reports(Path(cfg.out_dir), cfg.method, self.rows, cfg.report_holdout)
         return self.rows
-
-    def _write_reports(self):
-        # Written here, not by the caller: under ddp_spawn the caller's module never sees the rows.
-        from .evaluate import summarise
-        from .pipeline import write_holdout_report, write_json
-
-        out = Path(self.config.out_dir)
-        if self.rows and "SSIM" in self.rows[0]:
-            write_json(out / "metrics.json", {"rows": self.rows, "summary": summarise(self.rows)})
-        if self.config.report_holdout:
-            write_holdout_report(out, self.config.method, self.config.report_holdout, self.rows)
 
     def on_test_epoch_end(self):
         rows = self._end()
@@ -484,8 +519,9 @@ class FitModule(pl.LightningModule):
     def training_step(self, batch, batch_idx: int):
         cfg = self.config
         noise = None
-        if cfg.reg_noise_std > 0:
-            noise = cfg.reg_noise_std * torch.randn(self.net.net_input.shape, generator=self._noise_gen).to(self.device)
+        noise_std = input_noise_std(self.net, cfg)
+        if noise_std > 0:
+            noise = noise_std * torch.randn(self.net.net_input.shape, generator=self._noise_gen).to(self.device)
         autocast = MIXED_PRECISION.get(str(self.trainer.precision), cfg.autocast_dtype)
         # The engine autocasts the network only (complex forward model stays float32).
         with torch.autocast(device_type=self.device.type, enabled=False):

@@ -7,7 +7,8 @@ reconstructor takes an ``MRISample`` and returns a :class:`Reconstruction`.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from types import MappingProxyType
+from typing import Mapping, NamedTuple, Optional
 
 import fastmri
 import numpy as np
@@ -43,7 +44,8 @@ class Reconstruction(NamedTuple):
 
     image: np.ndarray
     kspace: Optional[torch.Tensor] = None
-    info: dict = {}
+    # Read-only when defaulted: a NamedTuple default is shared by every instance.
+    info: Mapping = MappingProxyType({})
 
 
 def sample_from_varnet(sample, challenge: str = "multicoil") -> MRISample:

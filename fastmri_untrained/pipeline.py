@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -26,14 +27,14 @@ import fastmri
 import h5py
 import numpy as np
 import torch
-from fastmri.data import SliceDataset
-from fastmri.data.transforms import VarNetDataTransform
 
 from .baselines import CLASSICAL_METHODS, classical_reconstructor
+from .data.slices import slice_dataset
 from .errors import InputError
 from .evaluate import volume_metrics
 from .mri import MRISample, holdout_split, kspace_nmse, sample_from_varnet
-from .operators.masks import check_mask_args, fastmri_mask_func
+from .operators.espirit import min_calibration_width
+from .operators.masks import calibration_width, check_column_mask, check_mask_args, fastmri_mask_func, num_center_lines
 from .operators.mri import reduce_readout
 from .recon import UNTRAINED_METHODS, UntrainedConfig, UntrainedReconstructor
 
@@ -43,11 +44,16 @@ KSPACE_SUFFIXES = (".cfl", ".hdr", ".npy")
 
 @dataclass
 class MaskSpec:
-    """Retrospective undersampling: fastMRI mask type, accelerations, centre fractions."""
+    """Retrospective undersampling: fastMRI mask type, accelerations, centre fractions.
+
+    It applies to fully sampled files; files that are already undersampled (fastMRI's test and
+    challenge files) keep their own mask unless ``retrospective`` is set.
+    """
 
     mask_type: str = "equispaced_fraction"
     accelerations: tuple = (4,)
     center_fractions: tuple = (0.08,)
+    retrospective: bool = False
 
     def __post_init__(self):
         check_mask_args(self.mask_type, self.accelerations, self.center_fractions)
@@ -58,12 +64,64 @@ class MaskSpec:
     def mask_func(self):
         return fastmri_mask_func(self.mask_type, self.accelerations, self.center_fractions)
 
+    def calibration_width(self, width: int) -> int:
+        """The narrowest fully sampled centre this spec gives ``width`` lines (InputError when a
+        mask cannot be made or samples nothing)."""
+        return min(calibration_width(check_column_mask(self.mask_type, width, a, c))
+                   for a, c in zip(self.accelerations, self.center_fractions))
+
+
+ESPIRIT_METHODS = ("sense", "l1-wavelet", "tv")
+
+
+def needs_espirit(method: str, untrained: Optional[UntrainedConfig]) -> bool:
+    """Whether ``method`` cannot run without ESPIRiT maps on multi-coil data (the un-trained
+    methods' default SENSE model falls back to coil images instead, see recon.MRIProblem)."""
+    return method in ESPIRIT_METHODS or (untrained is not None and untrained.forward_model == "sense")
+
+
+def check_calibration(width: int, source, flag: str = "--center-fractions") -> None:
+    """InputError naming ``source`` when a centre of ``width`` lines is too narrow for ESPIRiT."""
+    if width < min_calibration_width():
+        raise InputError(source, f"the fully sampled centre is {width} lines wide; ESPIRiT maps need at least "
+                                 f"{min_calibration_width()} (raise {flag}, or use zero-filled or an un-trained "
+                                 "method with --forward-model coil-images)")
+
+
+def check_inputs(infos, mask: MaskSpec, method: str, untrained: Optional[UntrainedConfig],
+                 log: Callable[[str], None] = print) -> None:
+    """Before any work: the masks for each file's width, and ESPIRiT's calibration centre.
+
+    ``infos`` are :func:`data.readers.validate_fastmri_file` results. Files that are already
+    undersampled keep their own mask (said once per file) unless ``mask.retrospective``.
+    """
+    from .data.slices import own_mask
+
+    widths = {}
+    for info in infos:
+        own = None if mask.retrospective else own_mask(info.path)
+        multicoil = info.challenge == "multicoil" and info.kspace_shape[1] > 1
+        if own is not None:
+            log(f"{info.path.name}: already undersampled ({int(own.sum())} of {own.size} lines); reconstructed "
+                "from its own mask (--retrospective-mask undersamples it again)")
+            if multicoil and needs_espirit(method, untrained):
+                check_calibration(num_center_lines(torch.from_numpy(own)[None]), info.path)
+            continue
+        width = info.kspace_shape[-1]
+        if width not in widths:
+            widths[width] = mask.calibration_width(width)
+        if multicoil and needs_espirit(method, untrained):
+            check_calibration(widths[width], "--center-fractions")
+
 
 def make_reconstructor(method: str, lamda: Optional[float] = None, untrained: Optional[UntrainedConfig] = None,
-                       show_progress: bool = True) -> Callable[[MRISample], object]:
-    """The reconstructor for ``method`` (un-trained or classical)."""
+                       show_progress: bool = True, seed: int = 0) -> Callable[[MRISample], object]:
+    """The reconstructor for ``method`` (un-trained or classical); ``seed`` seeds the un-trained
+    fits when no ``untrained`` configuration is given."""
+    if lamda is not None and not (math.isfinite(lamda) and lamda >= 0):
+        raise InputError("--lamda", f"must be a finite number >= 0, got {lamda}")
     if method in UNTRAINED_METHODS:
-        cfg = untrained or UntrainedConfig(method=method)
+        cfg = untrained or UntrainedConfig(method=method, seed=seed)
         return UntrainedReconstructor(cfg, show_progress=show_progress)
     if method in CLASSICAL_METHODS:
         return classical_reconstructor(method, lamda=lamda)
@@ -109,14 +167,71 @@ def write_holdout_report(out_dir: Path, method: str, fraction: float, rows: list
                                                 "volumes": {r["file"]: r.get("holdout_nmse") for r in rows}})
 
 
-def h5_files(data_path: Path) -> list[Path]:
-    """The fastMRI h5 files of a directory, validated; a clear error when there are none."""
+def write_reports(out_dir: Path, method: str, rows: list[dict], holdout_fraction: Optional[float] = None) -> None:
+    """``out_dir/metrics.json`` (rows with targets and their summary) and, with
+    ``holdout_fraction``, ``out_dir/holdout.json``: the one writer of a run's reports."""
+    from .evaluate import summarise
+
+    if rows and any("SSIM" in r for r in rows):
+        write_json(Path(out_dir) / "metrics.json", {"rows": rows, "summary": summarise(rows)})
+    if holdout_fraction:
+        write_holdout_report(out_dir, method, holdout_fraction, rows)
+
+
+def finished_rows(data_files: Iterable[Path], out_dir: Path, method: str, challenge: str,
+                  rows: list[dict]) -> list[dict]:
+    """``rows`` of this run plus one row for every other volume of ``data_files`` already in
+    ``out_dir`` (a resumed run): its row from the previous reports where they have it, else its
+    metrics computed from the files (as :func:`volume_row` does), so reports cover every volume."""
+    out_dir = Path(out_dir)
+    done = {r["file"] for r in rows}
+    previous = {}
+    if (out_dir / "metrics.json").exists():
+        try:
+            previous = {r["file"]: r for r in json.loads((out_dir / "metrics.json").read_text())["rows"]}
+        except (ValueError, KeyError, TypeError):
+            previous = {}
+    held = {}
+    if (out_dir / "holdout.json").exists():
+        try:
+            held = json.loads((out_dir / "holdout.json").read_text())["volumes"]
+        except (ValueError, KeyError, TypeError):
+            held = {}
+    target_key = "reconstruction_rss" if challenge == "multicoil" else "reconstruction_esc"
+    extra = []
+    for path in data_files:
+        name = Path(path).name
+        if name in done or not (out_dir / name).exists():
+            continue
+        row = previous.get(name)
+        if row is None or "SSIM" not in row:
+            row = {"file": name, "method": method}
+            with h5py.File(path, "r") as hf:
+                if target_key in hf:
+                    maxval = float(hf.attrs["max"]) if "max" in hf.attrs else None
+                    row.update(volume_metrics(hf[target_key][()], read_reconstruction(out_dir / name), maxval=maxval))
+        if held.get(name) is not None:
+            row.setdefault("holdout_nmse", held[name])
+        extra.append(row)
+    return sorted(rows + extra, key=lambda r: r["file"])
+
+
+def h5_files(data_path: Path, log: Optional[Callable[[str], None]] = None) -> list[Path]:
+    """The fastMRI h5 files of a directory (or the one file given); a clear error when there are
+    none. Other entries (text files, sub-directories) are ignored, and ``log`` is told so once."""
     data_path = Path(data_path)
     if not data_path.exists():
         raise InputError(data_path, "does not exist")
-    files = sorted(data_path.glob("*.h5")) if data_path.is_dir() else [data_path]
+    if not data_path.is_dir():
+        return [data_path]
+    entries = sorted(data_path.iterdir())
+    files = [p for p in entries if p.suffix == ".h5" and p.is_file()]
     if not files:
         raise InputError(data_path, "contains no .h5 files")
+    others = [p.name for p in entries if p not in files and not p.name.startswith(".")]
+    if others and log is not None:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        log(f"{data_path}: ignoring {len(others)} entries that are not .h5 files ({shown})")
     return files
 
 
@@ -133,8 +248,13 @@ def check_output_dir(out_dir: Path) -> Path:
 
 
 def save_volume(out_dir: Path, fname: str, volume: np.ndarray) -> Path:
-    """fastmri.save_reconstructions into a temporary directory, then an atomic rename."""
+    """fastmri.save_reconstructions into a temporary directory, then an atomic rename.
+    A volume with NaN or inf values is refused (RuntimeError), never written."""
     out_dir = Path(out_dir)
+    volume = np.asarray(volume, dtype=np.float32)
+    if volume.size == 0 or not np.isfinite(volume).all():
+        raise RuntimeError(f"{fname}: the reconstruction has {volume.size - int(np.isfinite(volume).sum())} "
+                           f"non-finite values of {volume.size}; not written")
     tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=out_dir))
     try:
         fastmri.save_reconstructions({fname: volume.astype(np.float32)}, tmp)
@@ -167,11 +287,10 @@ def simulated_samples(mask: MaskSpec, shape, coils: int = 8, slices: int = 1, se
 
 
 def iterate_volumes(files: Iterable[Path], challenge: str, mask: MaskSpec):
-    """Yield (fname, [MRISample per slice]) for each fastMRI file, one volume at a time."""
-    transform = VarNetDataTransform(mask_func=mask.mask_func(), use_seed=True)
+    """Yield (fname, [MRISample per slice]) for each fastMRI file, one volume at a time (files
+    that are already undersampled keep their own mask, see :mod:`data.slices`)."""
     for path in files:
-        ds = SliceDataset(root=path.parent, challenge=challenge, transform=transform)
-        ds.raw_samples = [s for s in ds.raw_samples if Path(s.fname).name == path.name]
+        ds = slice_dataset([path], challenge, mask.mask_func(), retrospective=mask.retrospective)
         if not ds.raw_samples:
             raise InputError(path, "has no slices")
         yield path.name, [sample_from_varnet(ds[i], challenge) for i in range(len(ds))]
@@ -184,11 +303,11 @@ def reconstruct_dataset(data_path: Path, out_dir: Path, method: str, challenge: 
     (file, seconds and, where targets exist, NMSE/PSNR/SSIM)."""
     from .data.readers import validate_fastmri_file
 
-    files = h5_files(data_path)
+    files = h5_files(data_path, log=log)
     out_dir = check_output_dir(out_dir)
-    for f in files:
-        validate_fastmri_file(f, challenge)
-    reconstructor = reconstructor or make_reconstructor(method)
+    infos = [validate_fastmri_file(f, challenge) for f in files]
+    reconstructor = reconstructor or make_reconstructor(method, seed=seed)
+    check_inputs(infos, mask, method, getattr(reconstructor, "config", None), log=log)
     rows = []
     for fname, samples in iterate_volumes(files, challenge, mask):
         if resume and (out_dir / fname).exists():
@@ -204,8 +323,8 @@ def reconstruct_dataset(data_path: Path, out_dir: Path, method: str, challenge: 
         volume = np.stack(images)
         save_volume(out_dir, fname, volume)
         rows.append(volume_row(fname, method, volume, samples, time.perf_counter() - start, holdout))
-    if report_holdout:
-        write_holdout_report(out_dir, method, report_holdout, rows)
+    rows = finished_rows(files, out_dir, method, challenge, rows) if resume else rows
+    write_reports(out_dir, method, rows, report_holdout)
     return rows
 
 
@@ -217,6 +336,8 @@ def reconstruct_kspace_file(path: Path, out_dir: Path, method: str, reconstructo
     out_dir = check_output_dir(out_dir)
     kspace = load_kspace(path)
     mask = torch.from_numpy(np.asarray(sampling_mask_from_kspace(kspace))).float()
+    if kspace.shape[0] > 1 and needs_espirit(method, getattr(reconstructor, "config", None)):
+        check_calibration(calibration_width(mask), path)
     sample = MRISample(kspace=torch.from_numpy(kspace), mask=mask, target_size=tuple(kspace.shape[-2:]),
                        challenge="multicoil", fname=Path(path).stem)
     reconstructor = reconstructor or make_reconstructor(method)

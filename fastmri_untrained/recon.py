@@ -15,6 +15,7 @@ data consistency (the deep decoder's default, see ``DEFAULT_ENSEMBLE``).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -27,7 +28,9 @@ from .mri import (MRISample, Reconstruction, data_consistency, holdout_split, ks
                   rss_image, to_target)
 from .nets import build_net
 from .nets.common import check_positive_int
+from .operators.espirit import min_calibration_width
 from .operators.fourier import fft2c, ifft2c
+from .operators.masks import calibration_width
 from .operators.mri import Sense, SubsampledFourier
 
 UNTRAINED_METHODS = ("deep-decoder", "conv-decoder", "dip")
@@ -96,15 +99,20 @@ class UntrainedConfig:
     def __post_init__(self):
         if self.method not in UNTRAINED_METHODS:
             raise ValueError(f"unknown un-trained method {self.method!r}; choose from {UNTRAINED_METHODS}")
-        if self.forward_model is None:
-            self.forward_model = DEFAULT_FORWARD_MODEL[self.method]
-        if self.forward_model not in FORWARD_MODELS:
+        # forward_model stays None when not chosen: the method's default, which may fall back
+        # (see MRIProblem); a chosen one is kept or refused.
+        if self.forward_model is not None and self.forward_model not in FORWARD_MODELS:
             raise ValueError(f"unknown forward model {self.forward_model!r}; choose from {FORWARD_MODELS}")
         if self.ensemble is None:
             self.ensemble = DEFAULT_ENSEMBLE[self.method]
         check_positive_int("ensemble", self.ensemble)
         if self.early_stop not in ("none", "holdout"):
             raise ValueError(f"early_stop must be 'none' or 'holdout', got {self.early_stop!r}")
+
+    @property
+    def model(self) -> str:
+        """The forward model to use: the chosen one, else the method's default."""
+        return self.forward_model or DEFAULT_FORWARD_MODEL[self.method]
 
     def net_overrides(self, out_size) -> dict:
         """The network configuration on an ``out_size`` grid: the method's default, then ``net``."""
@@ -126,7 +134,14 @@ class MRIProblem:
         self.kspace = kspace.to(device)
         self.mask = sample.mask.to(device)
         coils = kspace.shape[0]
-        self.use_sense = config.forward_model == "sense" and sample.challenge == "multicoil" and coils > 1
+        self.use_sense = config.model == "sense" and sample.challenge == "multicoil" and coils > 1
+        if self.use_sense and config.forward_model is None and calibration_width(sample.mask) < min_calibration_width():
+            # The default SENSE model of a method, on a centre too narrow for ESPIRiT (small
+            # matrices): fit coil images instead, as a user who chose nothing would want.
+            warnings.warn(f"{config.method}: the fully sampled centre is {calibration_width(sample.mask)} lines "
+                          f"wide, too narrow for ESPIRiT maps (at least {min_calibration_width()}); fitting coil "
+                          "images instead (--forward-model coil-images)", UserWarning)
+            self.use_sense = False
         if self.use_sense:
             self.maps = torch.from_numpy(sense_maps_for(kspace, sample.mask, sample.challenge)).to(device)
             self.out_channels = 2

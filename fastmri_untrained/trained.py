@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import collections
+import pickle
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,12 +35,12 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from fastmri import evaluate as fm_eval
-from fastmri.data import SliceDataset
 from fastmri.data.transforms import (UnetDataTransform, UnetSample, VarNetDataTransform, center_crop,
                                      center_crop_to_smallest, to_tensor)
 from fastmri.models import Unet, VarNet
 from torch.nn import functional as F
 
+from .data.slices import FileSliceDataset
 from .errors import InputError
 from .pipeline import MaskSpec, check_output_dir, h5_files, save_volume
 
@@ -99,7 +101,7 @@ def _check_kind(kind: str, challenge: str) -> None:
 
 
 def make_dataset(data_dir: Path, kind: str, challenge: str, mask: Optional[MaskSpec], train: bool = False,
-                 need_targets: bool = False) -> SliceDataset:
+                 need_targets: bool = False) -> FileSliceDataset:
     """A SliceDataset over ``data_dir`` with the baseline's transform; InputError for a
     directory without h5 files or (``need_targets``) files without ground truth."""
     from .leaderboard import read_targets
@@ -110,7 +112,8 @@ def make_dataset(data_dir: Path, kind: str, challenge: str, mask: Optional[MaskS
         read_targets(Path(data_dir), challenge)  # names every file lacking the target key
     if mask is None and need_targets:
         raise InputError("--mask-type", "fully sampled training/validation data needs a mask specification")
-    ds = SliceDataset(root=Path(data_dir), challenge=challenge, transform=make_transform(kind, challenge, mask, train))
+    # Only the directory's h5 files: fastMRI's SliceDataset would open every entry of it.
+    ds = FileSliceDataset(files, challenge, transform=make_transform(kind, challenge, mask, train))
     if not ds.raw_samples:
         raise InputError(data_dir, f"no slices found in {len(files)} file(s)")
     return ds
@@ -282,17 +285,43 @@ def _low_freqs(value) -> Optional[int]:
 MODULES = {"unet": UnetBaseline, "varnet": VarNetBaseline}
 
 
+def _first_line(exc: BaseException) -> str:
+    text = (str(exc).strip().splitlines() or [""])[0].split(". ")[0]  # one line, one sentence
+    return type(exc).__name__ + (f": {text}" if text else "")
+
+
+def read_checkpoint(checkpoint: Path) -> dict:
+    """``torch.load(weights_only=True)`` of a checkpoint file, any failure as one InputError line.
+
+    weights_only never runs code from the file: a pickled Python object is refused, not built.
+    """
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"WeightsUnpickler error: ([^\n]*?)(?:\. |\n|$)", str(exc))
+        raise InputError(checkpoint, "refused: it holds Python objects that a weights-only load does not "
+                                     "build" + (f" ({found.group(1)})" if found else "")) from None
+    except Exception as exc:  # noqa: BLE001 -- torch.load's errors have no common type (text: KeyError)
+        raise InputError(checkpoint, f"not a PyTorch checkpoint file ({_first_line(exc)})") from None
+    if not isinstance(state, dict):
+        raise InputError(checkpoint, f"not a Lightning checkpoint (it holds a {type(state).__name__})")
+    return state
+
+
 def load_baseline(checkpoint: Union[str, Path]) -> BaselineModule:
     """A baseline from a Lightning checkpoint written by ``train_baseline`` (kind detected)."""
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise InputError(checkpoint, "checkpoint not found")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    keys = state.get("state_dict", {})
-    kinds = [k for k in KINDS if any(key.startswith(k + ".") for key in keys)]
+    keys = read_checkpoint(checkpoint).get("state_dict")
+    keys = keys if isinstance(keys, dict) else {}
+    kinds = [k for k in KINDS if any(str(key).startswith(k + ".") for key in keys)]
     if len(kinds) != 1:
         raise InputError(checkpoint, "not a UnetBaseline/VarNetBaseline checkpoint")
-    return MODULES[kinds[0]].load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
+    try:
+        return MODULES[kinds[0]].load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:  # e.g. weights of another size
+        raise InputError(checkpoint, f"not a usable {kinds[0]} checkpoint ({_first_line(exc)})") from None
 
 
 # ---------------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def main(argv=None):
     start = time.perf_counter()
     result = recon(sample, monitor=lambda img: {"ssim": slice_ssim(sample.target, img)})
     hist = recon.last_fit.history
-    print(json.dumps({"method": args.method, "forward_model": cfg.forward_model, "iterations": args.iterations,
+    print(json.dumps({"method": args.method, "forward_model": cfg.model, "iterations": args.iterations,
                       "ensemble": cfg.ensemble, "seed": args.seed,
                       "final_ssim": round(slice_ssim(sample.target, result.image), 4),
                       "seconds": round(time.perf_counter() - start),

@@ -30,8 +30,7 @@ def reconstruct(data: Path, out: Path, *extra: str) -> subprocess.CompletedProce
 
 def test_two_process_ddp_writes_identical_files_to_one_process(tmp_path):
     data = tmp_path / "sim"
-    # 3 volumes over 2 ranks: rank 1's share is padded by VolumeSampler with repeated slices,
-    # which must not be reconstructed into its volume twice.
+    # 3 volumes over 2 ranks: rank 0 fits two volumes, rank 1 one; no slice may enter a volume twice.
     simulate_dataset(data, challenge="multicoil", num_volumes=3, slices=2, coils=2, shape=(96, 64), seed=5,
                      show_progress=False)
     one = tmp_path / "one"
@@ -54,3 +53,22 @@ def test_two_process_ddp_writes_identical_files_to_one_process(tmp_path):
     # Each rank logged one image of a volume it owned: both ranks did part of the work.
     assert len(list((two / "logs").rglob("images/*.png"))) == 2
     assert not list(two.glob(".*"))  # no temporary leftovers
+
+
+def test_resumed_ddp_run_with_fewer_volumes_than_processes_finishes_every_volume(tmp_path):
+    # fastMRI's VolumeSampler divided by zero on the rank without a volume; the last volume was lost.
+    data = tmp_path / "sim"
+    simulate_dataset(data, challenge="multicoil", num_volumes=3, slices=1, coils=2, shape=(96, 64), seed=6,
+                     show_progress=False)
+    one, two = tmp_path / "one", tmp_path / "two"
+    reconstruct(data, one, "--devices", "1")
+    names = sorted(p.name for p in data.glob("*.h5"))
+    two.mkdir()
+    for name in names[:2]:  # an interrupted run that wrote 2 of 3 volumes
+        (two / name).write_bytes((one / name).read_bytes())
+    proc = reconstruct(data, two, "--devices", "2", "--strategy", "ddp")
+    assert "Starting with 2 processes" in proc.stdout + proc.stderr
+    assert sorted(p.name for p in two.glob("*.h5")) == names
+    np.testing.assert_array_equal(read_reconstruction(two / names[2]), read_reconstruction(one / names[2]))
+    # The reports cover all three volumes, the two of the earlier run included.
+    assert [r["file"] for r in json.loads((two / "metrics.json").read_text())["rows"]] == names

@@ -129,3 +129,41 @@ def test_compiled_fit_matches_the_eager_fit():
     assert compiled.history["loss"][-1] < 0.5 * compiled.history["loss"][0]
     assert math.isclose(compiled.history["loss"][-1], eager.history["loss"][-1], rel_tol=1e-3)
     assert torch.allclose(compiled.output, eager.output, rtol=1e-3, atol=1e-4 * float(eager.output.abs().max()))
+
+
+def small_dip(seed=0):
+    return build_net("dip", 1, (16, 16), seed=seed, levels=2, channels_down=4, channels_up=4, channels_skip=2,
+                     input_depth=4)
+
+
+def test_dip_input_noise_reaches_the_engine_from_the_network():
+    from fastmri_untrained.fit import input_noise_std
+    from fastmri_untrained.recon import DEFAULT_FIT
+
+    x = smooth_image()
+    net = small_dip()
+    assert input_noise_std(net, quiet()) == pytest.approx(1 / 30)  # the network's value, by default
+    assert input_noise_std(net, quiet(reg_noise_std=0.0)) == 0.0  # an explicit value wins
+    assert "reg_noise_std" not in DEFAULT_FIT["dip"]  # so the MRI DIP runs with the network's 1/30
+    inputs = []
+    net.register_forward_pre_hook(lambda module, args: inputs.append(None if not args or args[0] is None
+                                                                     else args[0].detach().clone()))
+    noisy = fit(net, lambda o: o, x, quiet(iterations=4, lr=0.01, seed=1))
+    steps = [z for z in inputs if z is not None]
+    assert len(steps) == 4  # one perturbed input per step, each different and off the fixed input
+    assert all(not torch.equal(a, b) for a, b in zip(steps, steps[1:]))
+    assert all(not torch.equal(z, net.net_input) for z in steps)
+    plain = fit(small_dip(), lambda o: o, x, quiet(iterations=4, lr=0.01, seed=1, reg_noise_std=0.0))
+    assert not torch.allclose(noisy.output, plain.output)
+
+
+def test_a_diverging_fit_warns_and_returns_its_best_iterate():
+    x = smooth_image()
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        res = fit(small_decoder(), lambda o: o, x, quiet(iterations=200, lr=1e6))
+    assert res.stop_reason == "diverged" and res.iterations < 200
+    assert torch.isfinite(res.output).all()
+    # The best iterate is no worse than the start: its error is of the order of the data, not 1e9 x.
+    assert float(((res.output - x) ** 2).sum()) <= 4 * float((x ** 2).sum())
+    with pytest.raises(ValueError, match="lr"):
+        FitConfig(lr=float("inf"))

@@ -128,7 +128,15 @@ def test_failure_keeps_finished_volumes_and_leaves_no_partial_file_then_resume(s
     assert (out / "file_sim_3_0.h5").stat().st_mtime_ns == before
     assert sorted(p.name for p in out.glob("*.h5")) == ["file_sim_3_0.h5", "file_sim_3_1.h5"]
     rows = json.loads((out / "metrics.json").read_text())["rows"]
-    assert [r["file"] for r in rows] == ["file_sim_3_1.h5"]
+    # Every finished volume is scored, the one from the interrupted run too, as a run in one go would.
+    full = tmp_path / "full"
+    assert main(["reconstruct", "--data-path", str(sim_dir), "--out", str(full), "--method", "zero-filled",
+                 "--center-fractions", "0.16", "--accelerator", "cpu", "--no-progress"]) == 0
+    expected = json.loads((full / "metrics.json").read_text())["rows"]
+    assert [r["file"] for r in rows] == [r["file"] for r in expected] == ["file_sim_3_0.h5", "file_sim_3_1.h5"]
+    for got, want in zip(rows, expected):
+        for m in ("NMSE", "PSNR", "SSIM"):  # same float32 files, same fastmri.evaluate code: equal
+            assert got[m] == want[m]
     assert not list(out.glob(".*"))
 
 

@@ -19,7 +19,7 @@ from fastmri_untrained.data.simulate import simulate_dataset
 from fastmri_untrained.fit import FitConfig
 from fastmri_untrained.mri import sample_from_varnet
 from fastmri_untrained.operators.masks import fastmri_mask_func
-from fastmri_untrained.pipeline import MaskSpec, iterate_volumes, reconstruct_dataset
+from fastmri_untrained.pipeline import MaskSpec, iterate_volumes, read_reconstruction, reconstruct_dataset
 from fastmri_untrained.recon import UntrainedConfig, UntrainedReconstructor
 
 SHAPE = (96, 64)  # small k-space; target 48x48
@@ -87,7 +87,11 @@ def test_rerun_skips_finished_volumes_and_failures_leave_no_partial_file(sim_dir
     assert [p.name for p in out.iterdir()] == ["file_sim_1_0.h5"]  # complete first volume only
     logs = []
     rows = reconstruct_dataset(sim_dir, out, "zero-filled", "multicoil", mask, ZeroFilled(), log=logs.append)
-    assert any("skipped" in m for m in logs) and [r["file"] for r in rows] == ["file_sim_1_1.h5"]
+    assert any("skipped" in m for m in logs)
+    # The rows (and metrics.json) score every finished volume, the skipped one from its file.
+    assert [r["file"] for r in rows] == ["file_sim_1_0.h5", "file_sim_1_1.h5"] and all("SSIM" in r for r in rows)
+    assert "seconds" not in rows[0] and "seconds" in rows[1]
+    assert [r["file"] for r in json.loads((out / "metrics.json").read_text())["rows"]] == [r["file"] for r in rows]
 
 
 @pytest.mark.parametrize("extra,message", [
@@ -183,3 +187,118 @@ def test_deep_decoder_input_size_follows_the_grid():
     assert default_net("conv-decoder", (64, 96)) == DEFAULT_NET["conv-decoder"]
     cfg = UntrainedConfig(method="deep-decoder", net={"in_size": (4, 4), "channels": 16})
     assert cfg.net_overrides((128, 192))["in_size"] == (4, 4)  # the user's choice wins
+
+
+def test_reconstruction_info_default_is_not_a_shared_mutable_dict():
+    from fastmri_untrained.mri import Reconstruction
+
+    a, b = Reconstruction(np.zeros(1)), Reconstruction(np.zeros(1))
+    with pytest.raises(TypeError):
+        a.info["x"] = 1  # read-only: nothing can leak from one reconstruction into another
+    assert dict(b.info) == {}
+
+
+def test_deep_decoder_default_falls_back_to_coil_images_on_a_centre_too_narrow_for_espirit(sim_dir):
+    # 64 lines at centre fraction 0.08: 5 centre lines, ESPIRiT needs 8.
+    mask = MaskSpec("equispaced_fraction", (4,), (0.08,))
+    _, samples = next(iterate_volumes(sorted(sim_dir.glob("*.h5"))[:1], "multicoil", mask))
+    small = dict(iterations=3, lr=0.008)
+    cfg = UntrainedConfig(method="deep-decoder", net=dict(layers=3, channels=8), ensemble=1, fit=FitConfig(**small))
+    with pytest.warns(UserWarning, match="too narrow for ESPIRiT"):
+        result = UntrainedReconstructor(cfg, show_progress=False)(samples[0])
+    assert np.isfinite(result.image).all() and result.image.shape == (48, 48)
+    # A SENSE model the user chose is not replaced: ESPIRiT's own error.
+    chosen = dataclasses.replace(cfg, forward_model="sense")
+    with pytest.raises(ValueError, match="ESPIRiT needs at least 8"):
+        UntrainedReconstructor(chosen, show_progress=False)(samples[0])
+
+
+def test_demo_seed_reaches_the_fits(tmp_path, monkeypatch, capsys):
+    import fastmri_untrained.cli as cli
+    import fastmri_untrained.recon as recon
+
+    monkeypatch.setattr(cli, "DEMO_SHAPE", SHAPE)
+    monkeypatch.setitem(recon.DEFAULT_FIT, "conv-decoder", dict(iterations=3, lr=0.008))
+    monkeypatch.setitem(recon.DEFAULT_NET, "conv-decoder", dict(layers=3, channels=8, in_size=(4, 4)))
+
+    def demo(seed, name):
+        # One simulated data set for all runs, so only the fits' seed differs.
+        data = tmp_path / name / "data"
+        data.mkdir(parents=True)
+        for f in (tmp_path / "data").glob("*.h5"):
+            (data / f.name).symlink_to(f)
+        assert main(["demo", "--out", str(tmp_path / name), "--methods", "conv-decoder", "--seed", str(seed),
+                     "--center-fraction", "0.16"]) == 0
+        return read_reconstruction(next((tmp_path / name / "conv-decoder").glob("*.h5")))
+
+    simulate_dataset(tmp_path / "data", "multicoil", 1, 1, 4, SHAPE, seed=0, show_progress=False)
+    a, b, c = demo(1, "a"), demo(1, "b"), demo(2, "c")
+    np.testing.assert_array_equal(a, b)  # same seed, same fits
+    assert not np.allclose(a, c)  # another --seed, other network initialisations
+
+
+def test_non_h5_entries_and_the_output_directory_inside_the_data_are_ignored(tmp_path, capsys):
+    data = tmp_path / "data"
+    simulate_dataset(data, "multicoil", 1, 1, 4, SHAPE, seed=2, show_progress=False)
+    (data / "README.txt").write_text("not k-space")
+    (data / "subdir").mkdir()
+    out = data / "recon"  # the run's own output inside --data-path
+    for _ in range(2):  # the second run finds its own output there and still reads only the data
+        assert main(["reconstruct", "--data-path", str(data), "--out", str(out), "--method", "zero-filled",
+                     *RECON_ARGS]) == 0
+    assert "ignoring 3 entries that are not .h5 files" in capsys.readouterr().out
+    assert sorted(p.name for p in out.glob("*.h5")) == ["file_sim_2_0.h5"]
+    assert main(["reconstruct", "--data-path", str(data), "--out", str(data), "--method", "zero-filled",
+                 *RECON_ARGS]) == 2
+    assert "--out: must not be the --data-path" in capsys.readouterr().err
+
+
+def _test_layout_copy(src: Path, dst: Path, mask: np.ndarray) -> Path:
+    """``src`` in fastMRI's test-set layout: undersampled k-space, its ``mask``, no target."""
+    with h5py.File(src, "r") as a, h5py.File(dst, "w") as b:
+        b["kspace"] = a["kspace"][()] * mask
+        b["mask"] = mask
+        b["ismrmrd_header"] = a["ismrmrd_header"][()]
+        for k, v in a.attrs.items():
+            b.attrs[k] = v
+    return dst
+
+
+def test_test_set_files_keep_their_own_mask(sim_dir, tmp_path, capsys):
+    src = sorted(sim_dir.glob("*.h5"))[0]
+    mask = np.zeros(SHAPE[1], dtype=bool)
+    mask[::3] = True
+    mask[SHAPE[1] // 2 - 5:SHAPE[1] // 2 + 5] = True
+    data = tmp_path / "test_set"
+    data.mkdir()
+    _test_layout_copy(src, data / src.name, mask)
+    out = tmp_path / "out"
+    assert main(["reconstruct", "--data-path", str(data), "--out", str(out), "--method", "zero-filled",
+                 *RECON_ARGS]) == 0
+    assert "already undersampled (" in capsys.readouterr().out
+    with h5py.File(data / src.name, "r") as hf:
+        kspace = torch.from_numpy(hf["kspace"][()])
+    expected = np.stack([ZeroFilled()(sample_from_varnet_like(kspace[s], mask)).image for s in range(kspace.shape[0])])
+    np.testing.assert_array_equal(read_reconstruction(out / src.name), expected)  # not undersampled again
+    # With --retrospective-mask it is undersampled a second time, on purpose.
+    again = tmp_path / "again"
+    assert main(["reconstruct", "--data-path", str(data), "--out", str(again), "--method", "zero-filled",
+                 "--retrospective-mask", *RECON_ARGS]) == 0
+    assert not np.allclose(read_reconstruction(again / src.name), expected)
+
+
+def sample_from_varnet_like(kspace: torch.Tensor, mask: np.ndarray):
+    from fastmri_untrained.mri import MRISample
+
+    return MRISample(kspace=kspace.to(torch.complex64), mask=torch.from_numpy(mask.astype(np.float32))[None],
+                     target_size=(48, 48))
+
+
+def test_save_volume_refuses_non_finite_values(tmp_path):
+    from fastmri_untrained.pipeline import save_volume
+
+    vol = np.ones((1, 4, 4), np.float32)
+    vol[0, 1, 1] = np.inf
+    with pytest.raises(RuntimeError, match="non-finite"):
+        save_volume(tmp_path, "v.h5", vol)
+    assert not list(tmp_path.iterdir())

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import xml.etree.ElementTree as etree
 from pathlib import Path
@@ -24,6 +25,7 @@ from ..errors import InputError, atomic_path
 PathLike = Union[str, os.PathLike]
 
 KSPACE_NDIM = {"multicoil": 4, "singlecoil": 3}  # (slices, [coils,] H, W) in fastMRI files
+MAX_CFL_ELEMENTS = 2**32  # 32 GiB of complex64: a header asking for more is refused, not allocated
 
 
 # --------------------------------------------------------------------------- BART cfl/hdr
@@ -32,7 +34,12 @@ KSPACE_NDIM = {"multicoil": 4, "singlecoil": 3}  # (slices, [coils,] H, W) in fa
 def _cfl_base(path: PathLike) -> Path:
     """``x``, ``x.cfl`` or ``x.hdr`` -> ``x`` (BART names a pair by its common stem)."""
     p = Path(path)
-    return p.with_suffix("") if p.suffix in (".cfl", ".hdr") else p
+    return p.with_suffix("") if p.suffix.lower() in (".cfl", ".hdr") else p
+
+
+def _cfl_pair(base: Path) -> tuple[Path, Path]:
+    """(``base.hdr``, ``base.cfl``): appended, since with_suffix would replace ``.v2`` in ``brain.v2``."""
+    return base.with_name(base.name + ".hdr"), base.with_name(base.name + ".cfl")
 
 
 def read_cfl(path: PathLike) -> np.ndarray:
@@ -43,8 +50,7 @@ def read_cfl(path: PathLike) -> np.ndarray:
     column-major, so the shared ``1 180 230 8`` file reads as shape (1, 180, 230, 8).
     ``load_kspace`` turns that into a C-order (coils, H, W) array.
     """
-    base = _cfl_base(path)
-    hdr, cfl = base.with_suffix(".hdr"), base.with_suffix(".cfl")
+    hdr, cfl = _cfl_pair(_cfl_base(path))
     for f in (hdr, cfl):
         if not f.is_file():
             raise InputError(f, "file not found (a BART pair needs both .hdr and .cfl)")
@@ -56,7 +62,9 @@ def read_cfl(path: PathLike) -> np.ndarray:
         raise InputError(hdr, f"not a BART header (no '# Dimensions' line of integers): {e}")
     if not dims or any(d < 1 for d in dims):
         raise InputError(hdr, f"invalid dimensions {dims}")
-    n = int(np.prod(dims))
+    n = math.prod(dims)  # Python ints: np.prod would overflow silently
+    if n >= MAX_CFL_ELEMENTS:
+        raise InputError(hdr, f"dimensions {dims} give {n} elements, 2^32 or more: refused (too large to read)")
     expected = n * np.dtype(np.complex64).itemsize
     actual = cfl.stat().st_size
     if actual != expected:
@@ -83,10 +91,11 @@ def write_cfl(path: PathLike, array: np.ndarray) -> Path:
     if a.ndim == 0:
         a = a.reshape(1)
     a = a.astype(np.complex64, copy=False)
-    with atomic_path(base.with_suffix(".cfl")) as tmp:
+    hdr, cfl = _cfl_pair(base)
+    with atomic_path(cfl) as tmp:
         # Fortran order: tofile always writes C order, so write the transpose's C order.
         np.ascontiguousarray(a.T).tofile(tmp)
-    with atomic_path(base.with_suffix(".hdr")) as tmp:
+    with atomic_path(hdr) as tmp:
         tmp.write_text("# Dimensions\n" + " ".join(str(d) for d in a.shape) + " \n")
     return base
 
@@ -124,11 +133,9 @@ def load_kspace(path: PathLike) -> np.ndarray:
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix in (".cfl", ".hdr") or (
-        suffix == "" and path.with_suffix(".cfl").is_file()
-    ):
+    if suffix in (".cfl", ".hdr") or (suffix != ".npy" and _cfl_pair(path)[1].is_file()):
         k = read_cfl(path).T  # column-major BART dims -> C-order numpy axes
-        source = _cfl_base(path).with_suffix(".cfl")
+        source = _cfl_pair(_cfl_base(path))[1]
     elif suffix == ".npy":
         k = read_npy_kspace(path)
         source = path
@@ -234,6 +241,24 @@ def check_kspace_array(kspace, source, ndim: Union[int, Sequence[int]] = (2, 3))
         )
     if not np.any(k):
         raise InputError(source, "k-space is all zero (the sampling mask samples nothing)")
+    peak = float(np.abs(k).max())
+    low, high = kspace_range(k.size)
+    if not low <= peak <= high:
+        raise InputError(source, f"k-space magnitudes peak at {peak:.3g}, outside the range the float32 "
+                                 f"reconstruction computes with ({low:.1e} to {high:.1e}); rescale the data")
+
+
+F32 = np.finfo(np.float32)
+
+
+def kspace_range(size: int) -> tuple[float, float]:
+    """The peak magnitudes a k-space array of ``size`` values may have, for float32 work:
+    below ``high`` the sum of its squared magnitudes (norms, losses, RSS) stays finite, with a
+    16x margin; above ``low`` the square of its peak stays a normal float32 number, 1e6 times
+    above the smallest (1.2e-38)."""
+    high = float(np.sqrt(F32.max / (16 * max(size, 1))))
+    low = float(np.sqrt(F32.tiny * 1e6))
+    return low, high
 
 
 def check_maps_match(maps, kspace, source) -> None:
@@ -314,6 +339,11 @@ def validate_fastmri_file(path: PathLike, challenge: str = "multicoil") -> FastM
             if ds.dtype.kind != "c":
                 raise InputError(path, f"'kspace' must be complex, got dtype {ds.dtype}")
             enc, rec = _header_sizes(hf, path)
+            if ds.shape[0] == 0:
+                raise InputError(path, "has no slices ('kspace' holds 0)")
+            if rec[0] > ds.shape[-2]:
+                raise InputError(path, f"the header's reconSpace is {rec[0]} rows high, more than the k-space's "
+                                       f"{ds.shape[-2]} readout rows")
             for s in range(ds.shape[0]):
                 try:
                     check_kspace_array(ds[s], path, ndim=want - 1)

@@ -57,6 +57,15 @@ CHALLENGES = ("multicoil", "singlecoil")
 TARGET_KEYS = {"multicoil": "reconstruction_rss", "singlecoil": "reconstruction_esc"}
 
 
+def shape_problem(shape: Sequence[int]) -> Optional[str]:
+    """Why (H, W) cannot be simulated, or None. H is the 2x oversampled readout (the object fills
+    its central H/2 rows), so it must be even; smaller grids leave no room for the object."""
+    H, W = shape
+    if H < 8 or W < 4 or H % 2:
+        return f"must be H W with H even and >= 8 (2x oversampled readout) and W >= 4, got {H} {W}"
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class SimulationConfig:
     """Every knob of the simulation; ``simulate_dataset``'s keywords fill the common ones.
@@ -97,9 +106,11 @@ class SimulationConfig:
     def __post_init__(self):
         if self.challenge not in CHALLENGES:
             raise ValueError(f"challenge must be one of {CHALLENGES}, got {self.challenge!r}")
-        H, W = self.shape
-        if H < 8 or W < 4 or H % 2:
-            raise ValueError(f"shape must be (H, W) with even H >= 8 and W >= 4, got {self.shape}")
+        problem = shape_problem(self.shape)
+        if problem:
+            raise ValueError(f"shape {problem}")
+        if self.seed < 0:  # numpy's seed sequences take non-negative integers only
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         for name in ("num_volumes", "slices", "coils"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -53,8 +53,8 @@ class DeepImagePriorConfig:
         sigmoid: squash the output to (0, 1) (off: MRI real/imaginary parts are signed).
         input_depth: channels of the fixed input noise (at full resolution).
         input_scale: the input is uniform in ``[0, input_scale)``.
-        reg_noise_std: std of the noise added to the input at each fitting step (applied by
-            the fitting engine, only stored here).
+        reg_noise_std: std of the noise added to the input at each fitting step; the fitting
+            engine applies it unless ``FitConfig.reg_noise_std`` overrides it (``fit.input_noise_std``).
 
     The defaults are the DIP denoising/inpainting "skip" net: 5 levels, 128 down/up, 4 skip,
     3x3 filters down/up, 1x1 skip, bilinear upsampling, reflection padding, 32 input

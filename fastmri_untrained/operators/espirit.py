@@ -9,8 +9,17 @@ import sigpy.mri
 from .masks import calibration_width
 
 
-def espirit_maps(kspace: np.ndarray, mask, num_sets: int = 1, thresh: float = 0.02, kernel_width: int = 6,
-                 crop: float = 0.95, max_iter: int = 100, show_pbar: bool = False) -> np.ndarray:
+KERNEL_WIDTH = 6
+
+
+def min_calibration_width(kernel_width: int = KERNEL_WIDTH) -> int:
+    """The narrowest fully sampled centre ESPIRiT calibrates on: a kernel plus a line each side."""
+    return kernel_width + 2
+
+
+def espirit_maps(kspace: np.ndarray, mask, num_sets: int = 1, thresh: float = 0.02,
+                 kernel_width: int = KERNEL_WIDTH, crop: float = 0.95, max_iter: int = 100,
+                 show_pbar: bool = False) -> np.ndarray:
     """ESPIRiT maps (C, H, W) for one set, (S, C, H, W) for ``num_sets`` > 1.
 
     ``calib_width`` comes from the mask: SigPy's default of 24 exceeds the ~15 centre lines of a
@@ -19,8 +28,9 @@ def espirit_maps(kspace: np.ndarray, mask, num_sets: int = 1, thresh: float = 0.
     """
     kspace = np.asarray(kspace)
     calib = calibration_width(mask)
-    if calib < kernel_width + 2:
-        raise ValueError(f"the fully sampled centre is {calib} lines wide; ESPIRiT needs at least {kernel_width + 2}")
+    if calib < min_calibration_width(kernel_width):
+        raise ValueError(f"the fully sampled centre is {calib} lines wide; ESPIRiT needs at least "
+                         f"{min_calibration_width(kernel_width)}")
     app = sigpy.mri.app.EspiritCalib(kspace, calib_width=calib, thresh=thresh, kernel_width=kernel_width,
                                      crop=crop, max_iter=max_iter, output_eigenvalue=True, show_pbar=show_pbar)
     first, eig = app.run()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -22,13 +23,32 @@ def check_mask_args(mask_type: str, accelerations: Sequence[float], center_fract
     if not accelerations:
         raise InputError("--accelerations", "at least one acceleration is needed")
     for a in accelerations:
-        if not a >= 1:
-            raise InputError("--accelerations", f"acceleration must be >= 1, got {a}")
+        if not (a >= 1 and math.isfinite(a)):
+            raise InputError("--accelerations", f"acceleration must be a finite number >= 1, got {a}")
     if len(center_fractions) != len(accelerations):
         raise InputError("--center-fractions", "give one centre fraction per acceleration")
-    for c in center_fractions:
-        if not 0 < c <= 1:
-            raise InputError("--center-fractions", f"centre fraction must be in (0, 1], got {c}")
+    for a, c in zip(accelerations, center_fractions):
+        if not 0 < c < 1:
+            raise InputError("--center-fractions", f"centre fraction must be in (0, 1), got {c}")
+        # The centre alone must leave lines to sample: fastMRI's mask functions divide by
+        # (1/acceleration - centre fraction) or its like.
+        if mask_type != "poisson" and a > 1 and not c * a < 1:
+            raise InputError("--center-fractions", f"centre fraction {c} at {a:g}x samples more than 1/{a:g} of "
+                                                   f"the lines in the centre alone; use less than {1 / a:.3g}")
+
+
+def check_column_mask(mask_type: str, width: int, acceleration: float, center_fraction: float) -> torch.Tensor:
+    """The column mask for ``width`` phase-encoding lines (seed 0), or an InputError naming the
+    argument when fastMRI's mask function cannot make one that samples something."""
+    try:
+        mask = column_mask(mask_type, (2, width), acceleration, center_fraction)
+    except (ValueError, TypeError, ZeroDivisionError, OverflowError) as exc:
+        raise InputError("--accelerations", f"{mask_type} mask at {acceleration:g}x with centre fraction "
+                                            f"{center_fraction} cannot be made for {width} lines ({exc})") from None
+    if not bool(mask.any()):
+        raise InputError("--accelerations", f"{mask_type} mask at {acceleration:g}x with centre fraction "
+                                            f"{center_fraction} samples none of {width} lines")
+    return mask
 
 
 def fastmri_mask_func(mask_type: str, accelerations: Sequence[float], center_fractions: Sequence[float]):

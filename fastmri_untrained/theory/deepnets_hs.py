@@ -79,7 +79,8 @@ def iterations_to_fit(rel_residual: list, threshold: float) -> float:
 def fit_curve(net, target: np.ndarray, iterations: int, lr: float, optimizer: str = "adam",
               callback=None, show_progress: bool = False, description: str = "fit"):
     """Fit ``net`` to ``target`` (denoising operator A = I); returns the FitResult."""
-    cfg = FitConfig(iterations=iterations, optimizer=optimizer, lr=lr, show_progress=show_progress)
+    # Plain fits of the paper's curves: no DIP input noise (reg_noise_std=0), whatever the network.
+    cfg = FitConfig(iterations=iterations, optimizer=optimizer, lr=lr, show_progress=show_progress, reg_noise_std=0.0)
     return fit(net, lambda out: out, to_tensor(target), cfg, callback=callback, description=description)
 
 
@@ -240,7 +241,7 @@ def denoise_curves(image: np.ndarray, noisy: np.ndarray, net_name: str, iteratio
         net = build_net(name=net_name, out_channels=1, out_size=image.shape, seed=seed, **overrides)
         ref = image if name == "noisy" else target
         cfg = FitConfig(iterations=iterations, lr=lr, track_every=track_every, show_progress=show_progress,
-                        reg_noise_std=getattr(net, "reg_noise_std", 0.0), scale_data=False)
+                        scale_data=False)
         res = fit(net, lambda o: o, to_tensor(target), cfg, ground_truth=to_tensor(ref),
                   description=f"{net_name}:{name}")
         # history "error" is relative; convert to MSE for the figure.
@@ -254,8 +255,7 @@ def denoise(noisy: np.ndarray, net_name: str, iterations: int, lr: float, seed: 
             show_progress: bool = False, **overrides) -> np.ndarray:
     """Fit ``net_name`` to ``noisy`` for exactly ``iterations`` Adam steps; returns the last output."""
     net = build_net(net_name, 1, noisy.shape, seed=seed, **overrides)
-    cfg = FitConfig(iterations=iterations, lr=lr, show_progress=show_progress, scale_data=False,
-                    reg_noise_std=getattr(net, "reg_noise_std", 0.0))
+    cfg = FitConfig(iterations=iterations, lr=lr, show_progress=show_progress, scale_data=False)
     res = fit(net, lambda o: o, to_tensor(noisy), cfg, description=net_name)
     return res.output[0, 0].numpy().astype(np.float64)
 
