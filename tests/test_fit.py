@@ -11,6 +11,13 @@ from fastmri_untrained.fit import EarlyStopConfig, FitConfig, fit
 from fastmri_untrained.nets import build_net
 from fastmri_untrained.operators.gaussian import GaussianMatrix, Inpainting
 
+EPS32 = torch.finfo(torch.float32).eps
+
+
+def fit_tol(n: int, steps: int = 1) -> float:
+    """Float32 rounding-order slack for a fit: a loss sums n terms (~eps32 log2 n), 4x margin, per step."""
+    return 4 * steps * EPS32 * math.log2(n)
+
 
 def smooth_image(h=16, w=16):
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
@@ -68,7 +75,10 @@ def test_best_iterate_is_the_lowest_training_loss():
     losses = res.history["loss"]
     assert res.returned_iteration == min(range(len(losses)), key=losses.__getitem__)
     out_loss = float(((op(res.output * res.scale) - op(x) * res.scale) ** 2).sum())
-    assert math.isclose(out_loss, min(losses), rel_tol=1e-3)
+    # the output is divided by scale and multiplied back (eps32 per entry), which moves ||r||^2 by
+    # ~2 eps32 ||y|| / ||r|| relative (3.8 here), plus the 256-term float32 sum
+    y_over_r = float((op(x) * res.scale).norm()) / math.sqrt(min(losses))
+    assert math.isclose(out_loss, min(losses), rel_tol=4 * EPS32 * y_over_r + fit_tol(x.numel()))
 
 
 def test_non_finite_loss_stops_with_warning_and_finite_best_iterate():
@@ -103,7 +113,8 @@ def test_early_stopping_stops_at_the_validation_minimum():
     assert res.stop_reason == "early-stop" and res.iterations < 3000
     best = res.history["validation_iteration"][min(range(len(vals)), key=vals.__getitem__)]
     assert res.returned_iteration == best
-    assert validation(res.output) == pytest.approx(min(vals), rel=1e-4)
+    # the same output / scale is scored both times (equal measured): allow a 256-term float32 sum's rounding
+    assert validation(res.output) == pytest.approx(min(vals), rel=fit_tol(x.numel()))
 
 
 def test_bad_config_is_rejected():
@@ -127,8 +138,11 @@ def test_compiled_fit_matches_the_eager_fit():
     eager = fit(conv_decoder(), op, y, quiet(iterations=20, lr=0.01))
     compiled = fit(conv_decoder(), op, y, quiet(iterations=20, lr=0.01, compile=True))
     assert compiled.history["loss"][-1] < 0.5 * compiled.history["loss"][0]
-    assert math.isclose(compiled.history["loss"][-1], eager.history["loss"][-1], rel_tol=1e-3)
-    assert torch.allclose(compiled.output, eager.output, rtol=1e-3, atol=1e-4 * float(eager.output.abs().max()))
+    # fused kernels reorder float32 sums: ~eps32 log2(n) per step, accumulated over 20 steps = 7.6e-5
+    # (8 eps32 on the loss, 12 eps32 of the peak on the output measured)
+    tol = fit_tol(x.numel(), steps=20)
+    assert math.isclose(compiled.history["loss"][-1], eager.history["loss"][-1], rel_tol=tol)
+    assert torch.allclose(compiled.output, eager.output, rtol=0, atol=tol * float(eager.output.abs().max()))
 
 
 def small_dip(seed=0):

@@ -30,6 +30,14 @@ SHAPE = (96, 64)
 MASK = MaskSpec("equispaced_fraction", (4,), (0.16,))
 TINY = dict(method="deep-decoder", net={"channels": 8, "layers": 3},
             fit=FitConfig(iterations=5, lr=0.01, show_progress=False))
+EPS32 = float(np.finfo(np.float32).eps)
+# fastmri.evaluate's metrics of float32 volumes run in float32 (NMSE, SSIM): a few eps32 between routes
+METRIC_RTOL = 8 * EPS32
+
+
+def fit_tol(n: int, steps: int = 1) -> float:
+    """Float32 rounding-order slack for a fit: a loss sums n terms (~eps32 log2 n), 4x margin, per step."""
+    return 4 * steps * EPS32 * np.log2(n)
 
 
 @pytest.fixture(scope="module")
@@ -76,16 +84,16 @@ def test_classical_module_writes_the_pipeline_files_and_logs_fastmri_metrics(sim
                                   maxval=samples[0].max_value)
         assert row["file"] == name
         for m in ("NMSE", "PSNR", "SSIM"):
-            assert row[m] == pytest.approx(expected[m], rel=1e-9)
-            assert row[m] == pytest.approx(next(r for r in rows if r["file"] == name)[m], rel=1e-9)
+            assert row[m] == pytest.approx(expected[m], rel=METRIC_RTOL)
+            assert row[m] == pytest.approx(next(r for r in rows if r["file"] == name)[m], rel=METRIC_RTOL)
     logged = t.callback_metrics
-    for m in ("NMSE", "PSNR", "SSIM"):
-        assert float(logged[f"test/{m}"]) == pytest.approx(np.mean([r[m] for r in module.rows]), rel=1e-6)
+    for m in ("NMSE", "PSNR", "SSIM"):  # logged as a float32 tensor: one more eps32 rounding
+        assert float(logged[f"test/{m}"]) == pytest.approx(np.mean([r[m] for r in module.rows]), rel=METRIC_RTOL)
     # ... and reach the CSV logger, per volume and averaged; one comparison PNG was saved.
     with open(Path(t.logger.log_dir) / "metrics.csv") as f:
         table = list(csv.DictReader(f))
     per_volume = [float(r["volume/SSIM"]) for r in table if r.get("volume/SSIM")]
-    assert per_volume == pytest.approx([r["SSIM"] for r in module.rows], rel=1e-6)
+    assert per_volume == pytest.approx([r["SSIM"] for r in module.rows], rel=METRIC_RTOL)  # float32 logging
     assert any(r.get("test/SSIM") for r in table)
     pngs = list((Path(t.logger.log_dir) / "images").glob("*.png"))
     assert len(pngs) == 1 and pngs[0].stat().st_size > 1000
@@ -112,7 +120,7 @@ def test_deep_decoder_fitted_inside_predict_step_matches_pipeline(sim_dir, tmp_p
     cfg0 = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, iterations=0))
     run_module(sim_dir, out0, "deep-decoder", untrained=cfg0, tmp_path=tmp_path)
     name = sorted(p.name for p in sim_dir.glob("*.h5"))[0]
-    assert not np.allclose(read_reconstruction(out0 / name), read_reconstruction(out / name))
+    assert not np.allclose(read_reconstruction(out0 / name), read_reconstruction(out / name))  # far beyond rounding
 
 
 def test_failure_keeps_finished_volumes_and_leaves_no_partial_file_then_resume(sim_dir, tmp_path, flaky_zero_filled):
@@ -209,10 +217,14 @@ def test_trainer_fit_equals_the_plain_fitting_engine(cfg):
     ref = fit(make_net(), forward_model, y, cfg)
     result, module = fit_with_trainer(make_net(), forward_model, y, cfg)
     assert result.iterations == cfg.iterations == len(module.losses)
-    assert module.scale == pytest.approx(ref.scale, rel=1e-12)
-    np.testing.assert_allclose(module.losses, ref.history["loss"][:cfg.iterations], rtol=1e-6)
+    # the same float32 ops in the same order (bitwise equal measured): allow reduction-order rounding of
+    # the n = y.numel() term sums, once for the scale and the losses, once per step for the output
+    n = y.numel()
+    assert module.scale == pytest.approx(ref.scale, rel=fit_tol(n))
+    np.testing.assert_allclose(module.losses, ref.history["loss"][:cfg.iterations], rtol=fit_tol(n, cfg.iterations))
     assert module.losses[-1] < module.losses[0]  # it did fit
-    torch.testing.assert_close(result.output, ref.output, rtol=1e-5, atol=1e-6 * float(ref.output.abs().max()))
+    torch.testing.assert_close(result.output, ref.output, rtol=0,
+                               atol=fit_tol(n, cfg.iterations) * float(ref.output.abs().max()))
 
 
 def test_trainer_fit_honours_compile():
@@ -224,8 +236,11 @@ def test_trainer_fit_honours_compile():
     result, module = fit_with_trainer(make_net(), forward_model, y, dataclasses.replace(cfg, compile=True))
     assert type(module._step_net["net"]).__name__ == "OptimizedModule"
     assert all(key.startswith("net.") for key in module.state_dict())
-    np.testing.assert_allclose(module.losses, ref.history["loss"][:10], rtol=1e-3)
-    torch.testing.assert_close(result.output, ref.output, rtol=1e-3, atol=1e-4 * float(ref.output.abs().max()))
+    # fused kernels reorder float32 sums: ~eps32 log2(n) per step over 10 steps = 4.3e-5
+    # (3 eps32 on the losses, 24 eps32 of the peak on the output measured)
+    tol = fit_tol(y.numel(), steps=10)
+    np.testing.assert_allclose(module.losses, ref.history["loss"][:10], rtol=tol)
+    torch.testing.assert_close(result.output, ref.output, rtol=0, atol=tol * float(ref.output.abs().max()))
 
 
 def test_trainer_fit_early_stopping_on_heldout_kspace_with_lightning_callbacks(sim_dir, tmp_path):
@@ -250,7 +265,7 @@ def test_trainer_fit_early_stopping_on_heldout_kspace_with_lightning_callbacks(s
     assert module.val_history and t.global_step < 60  # stopped early
     assert [s for s, _ in module.val_history] == list(range(0, t.global_step, 5))
     best_val = min(v for _, v in module.val_history)
-    assert float(ckpt.best_model_score) == pytest.approx(best_val, rel=1e-6)
+    assert float(ckpt.best_model_score) == pytest.approx(best_val, rel=EPS32)  # stored as a float32 tensor
     image = problem.finish(module.best_output)[0]
     assert image.shape == (48, 48) and np.isfinite(image).all()
     with open(Path(t.logger.log_dir) / "metrics.csv") as f:

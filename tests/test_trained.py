@@ -24,6 +24,13 @@ TINY = {
     "varnet": dict(num_cascades=2, chans=4, pools=2, sens_chans=4, sens_pools=2, lr=1e-3),
 }
 CPU = dict(accelerator="cpu", show_progress=False)
+EPS32 = float(np.finfo(np.float32).eps)
+# Metrics of float32 images (NMSE, SSIM run in float32), logged as float32: a few eps32 between two routes
+# over the same outputs (<= 1 eps32 measured)
+METRIC_RTOL = 8 * EPS32
+# The same weights on the same input: equal up to float32 rounding order, which a ~10-layer conv net
+# could grow to ~eps32 log2(fan-in) per layer of the peak (bitwise equal measured)
+NET_ATOL = 64 * EPS32
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -82,7 +89,7 @@ def test_fit_then_trainer_validate_and_predictions_match_the_leaderboard(runs, t
     # reproduces fit's last validation with the last-epoch weights.
     metrics = trained.validate_baseline(result.module, runs.root / "val", MASK, accelerator="cpu")
     for key, value in result.val_metrics.items():
-        assert metrics[key] == pytest.approx(value, rel=1e-5)
+        assert metrics[key] == pytest.approx(value, rel=METRIC_RTOL)
     assert set(result.module.val_volume_metrics) == {"file_sim_2_0.h5", "file_sim_2_1.h5"}
 
     # predict_step -> one h5 per volume, target size, key 'reconstruction'
@@ -101,9 +108,9 @@ def test_fit_then_trainer_validate_and_predictions_match_the_leaderboard(runs, t
     for row in board.rows:
         volume = result.module.val_volume_metrics[row["file"]]
         for metric in ("NMSE", "PSNR", "SSIM"):
-            assert row[metric] == pytest.approx(volume[metric], rel=1e-4)
+            assert row[metric] == pytest.approx(volume[metric], rel=METRIC_RTOL)
     for metric in ("NMSE", "PSNR", "SSIM"):
-        assert board.summary[kind][metric] == pytest.approx(metrics[f"val_metrics/{metric.lower()}"], rel=1e-4)
+        assert board.summary[kind][metric] == pytest.approx(metrics[f"val_metrics/{metric.lower()}"], rel=METRIC_RTOL)
 
 
 def test_checkpoints_reload_and_rank_beside_untrained_methods(runs, tmp_path):
@@ -115,7 +122,8 @@ def test_checkpoints_reload_and_rank_beside_untrained_methods(runs, tmp_path):
                                                accelerator="cpu")
         for a, b in zip(from_ckpt, from_module):  # last.ckpt holds the module's final weights
             with h5py.File(a, "r") as ha, h5py.File(b, "r") as hb:
-                np.testing.assert_allclose(ha["reconstruction"][()], hb["reconstruction"][()], rtol=1e-5, atol=1e-9)
+                ref = hb["reconstruction"][()]
+                np.testing.assert_allclose(ha["reconstruction"][()], ref, rtol=0, atol=NET_ATOL * np.abs(ref).max())
         assert isinstance(trained.load_baseline(result.best_checkpoint), trained.MODULES[kind])
         preds[kind] = tmp_path / kind
     zf = tmp_path / "zero-filled"
@@ -144,8 +152,9 @@ def test_prediction_on_test_set_files_uses_their_own_mask(runs, tmp_path):
         hf["mask"] = mask
     [own] = trained.predict_baseline(module, test_dir, tmp_path / "own", None, accelerator="cpu")
     [retro] = trained.predict_baseline(module, runs.root / "val", tmp_path / "retro", MASK, accelerator="cpu")[:1]
-    with h5py.File(own, "r") as a, h5py.File(retro, "r") as b:
-        np.testing.assert_allclose(a["reconstruction"][()], b["reconstruction"][()], rtol=1e-4, atol=1e-9)
+    with h5py.File(own, "r") as a, h5py.File(retro, "r") as b:  # the same masked k-space (k * 0/1 is exact)
+        ref = b["reconstruction"][()]
+        np.testing.assert_allclose(a["reconstruction"][()], ref, rtol=0, atol=NET_ATOL * np.abs(ref).max())
     assert 0.2 < mask.mean() < 0.4  # the mask really undersamples
 
 
