@@ -15,6 +15,8 @@ from pathlib import Path
 
 from .errors import InputError
 
+OUTPUT_FORMATS = ("fastmri", "nifti", "dicom")  # export.OUTPUT_FORMATS, without importing it here
+
 DEMO_SHAPE = (256, 192)  # k-space; target 128x128: the un-trained fits take ~1-2 min each on 2 cores
 
 
@@ -35,6 +37,12 @@ def add_simulate(sub):
     p.add_argument("--shape", type=_positive_int, nargs=2, default=(640, 368), metavar=("H", "W"),
                    help="k-space matrix (readout H, 2x oversampled: even, >= 8; phase encoding W >= 4)")
     p.add_argument("--seed", type=int, default=0, help="non-negative")
+    p.add_argument("--format", choices=("fastmri", "mrd"), default="fastmri",
+                   help="fastmri: fastMRI h5 with targets; mrd: ISMRMRD raw data (written with the ismrmrd package)")
+    p.add_argument("--acceleration", type=float,
+                   help="--format mrd: write only the lines of an equispaced mask at this acceleration, the centre "
+                        "lines flagged as parallel-imaging calibration (default: fully sampled)")
+    p.add_argument("--center-fraction", type=float, default=0.08, help="--format mrd with --acceleration")
     p.set_defaults(func=cmd_simulate)
 
 
@@ -47,9 +55,34 @@ def cmd_simulate(args) -> int:
         raise InputError("--shape", problem)
     if args.seed < 0:
         raise InputError("--seed", f"must be >= 0 (numpy seeds are non-negative), got {args.seed}")
+    mask = None
+    if args.format == "mrd":
+        if args.challenge != "multicoil":
+            raise InputError("--format", "mrd is written for --challenge multicoil")
+        if args.acceleration is not None:
+            from .operators.masks import check_column_mask
+
+            try:
+                mask = check_column_mask("equispaced_fraction", args.shape[1], args.acceleration, args.center_fraction)
+            except InputError as exc:  # the library names reconstruct's flag
+                raise InputError("--acceleration", exc.problem) from None
+            mask = mask.numpy().reshape(-1).astype(bool)
+    elif args.acceleration is not None:
+        raise InputError("--acceleration", "applies to --format mrd (fastMRI files are undersampled by "
+                                           "reconstruct's --accelerations)")
     check_output_dir(args.out)  # a file in the way or no permission: fail before simulating
-    paths = simulate_dataset(args.out, challenge=args.challenge, num_volumes=args.num_volumes, slices=args.slices,
-                             coils=args.coils, shape=tuple(args.shape), seed=args.seed)
+    kwargs = dict(challenge=args.challenge, num_volumes=args.num_volumes, slices=args.slices, coils=args.coils,
+                  shape=tuple(args.shape), seed=args.seed)
+    if args.format == "fastmri":
+        paths = simulate_dataset(args.out, **kwargs)
+    else:  # the fastMRI twin in a scratch directory, rewritten as MRD under the same name
+        import tempfile
+
+        from .data.mrd import center_lines, write_mrd
+
+        with tempfile.TemporaryDirectory() as tmp:
+            paths = [write_mrd(f, args.out / f.name, mask=mask, calibration=None if mask is None else center_lines(mask))
+                     for f in simulate_dataset(tmp, **kwargs)]
     for p in paths:
         print(p)
     return 0
@@ -151,9 +184,13 @@ def add_trainer_args(p):
 
 
 def add_reconstruct(sub):
-    p = sub.add_parser("reconstruct", help="reconstruct a fastMRI directory or a .cfl/.npy k-space file")
-    p.add_argument("--data-path", type=Path, required=True, help="fastMRI h5 directory, or a .cfl/.npy file")
+    p = sub.add_parser("reconstruct", help="reconstruct fastMRI or ISMRMRD h5 files or a .cfl/.npy k-space file")
+    p.add_argument("--data-path", type=Path, required=True,
+                   help="a directory of fastMRI and/or ISMRMRD (MRD) h5 files, one such file, or a .cfl/.npy file")
     p.add_argument("--out", type=Path, required=True, help="output directory (one h5 per volume)")
+    p.add_argument("--output-format", action="append", choices=OUTPUT_FORMATS, metavar="{fastmri,nifti,dicom}",
+                   help="repeatable: nifti (NAME.nii.gz) and dicom (NAME_dicom/, one series) are written beside "
+                        "the fastMRI h5, which is always written (evaluate, metrics and resume read it)")
     add_recon_args(p)
     add_trainer_args(p)
     p.set_defaults(func=cmd_reconstruct)
@@ -166,11 +203,13 @@ def cmd_reconstruct(args) -> int:
     if args.report_holdout is not None and not 0 < args.report_holdout < 1:
         raise InputError("--report-holdout", f"must be in (0, 1), got {args.report_holdout}")
     trainer_args(args)  # bad devices fail here, before any work
+    args.output_format = tuple(dict.fromkeys(["fastmri"] + (args.output_format or [])))
     reconstructor = build_reconstructor(args)
     if args.data_path.suffix in KSPACE_SUFFIXES:
         # One real k-space file: the plain path (nothing to distribute).
         row = reconstruct_kspace_file(args.data_path, args.out, args.method, reconstructor,
-                                      report_holdout=args.report_holdout, seed=args.seed)
+                                      report_holdout=args.report_holdout, seed=args.seed,
+                                      output_formats=args.output_format)
         print(json.dumps(row, indent=2))
         return 0
     mask = MaskSpec(args.mask_type, tuple(args.accelerations), tuple(args.center_fractions),
@@ -219,10 +258,15 @@ def reconstruct_with_trainer(args, mask, reconstructor):
     infos = [validate_fastmri_file(f, args.challenge) for f in files]
     untrained = reconstructor.config if args.method in UNTRAINED_METHODS else None
     check_inputs(infos, mask, args.method, untrained, log=log)
+    formats = getattr(args, "output_format", None) or ("fastmri",)
     pending = []
     for f in files:
         if (out / f.name).exists():
             log(f"{f.name}: already reconstructed, skipped")
+            if rank0:  # a rerun asking for more formats: written from the finished h5
+                from .export import write_missing
+
+                write_missing(out, f, formats)
         else:
             pending.append(f.name)
     if not pending:  # nothing to fit: the reports still cover every finished volume
@@ -233,7 +277,8 @@ def reconstruct_with_trainer(args, mask, reconstructor):
         return rows
     config = ReconConfig(method=args.method, untrained=untrained, lamda=args.lamda, out_dir=out,
                          challenge=args.challenge, report_holdout=args.report_holdout, seed=args.seed,
-                         log_images=args.log_images, show_progress=False, data_path=args.data_path)
+                         log_images=args.log_images, show_progress=False, data_path=args.data_path,
+                         output_formats=formats)
     module = SliceReconstructionModule(config)
     data = FastMRIDataModule(DataConfig(args.data_path, args.challenge, mask, files=pending))
     trainer = pl.Trainer(**targs, logger=default_loggers(args.log_dir or out / "logs"), default_root_dir=out,

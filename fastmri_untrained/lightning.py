@@ -175,6 +175,8 @@ class ReconConfig:
         (target / reconstruction / error) in the logger's directory.
     data_path: with ``out_dir``, the rows and reports also cover the volumes of ``data_path``
         that an earlier, interrupted run already wrote to ``out_dir`` (resume).
+    output_formats: besides the fastMRI h5 (always written: resume, metrics and ``evaluate``
+        read it), "nifti" and/or "dicom" files per volume (:mod:`export`).
     """
 
     method: str = "conv-decoder"
@@ -188,6 +190,7 @@ class ReconConfig:
     write_reports: bool = True  # OUT/metrics.json (with targets) and OUT/holdout.json, as the pipeline
     show_progress: bool = False
     data_path: Optional[Path] = None
+    output_formats: tuple[str, ...] = ("fastmri",)
 
 
 class SliceReconstructionModule(pl.LightningModule):
@@ -205,6 +208,7 @@ class SliceReconstructionModule(pl.LightningModule):
         self.rows: list[dict] = []
         self._pending: dict[str, dict] = {}
         self._volume_sizes: dict[str, int] = {}
+        self._sources: dict[str, Path] = {}  # volume name -> its data file (geometry of the viewer formats)
         self._local_rows: list[dict] = []
         self._image_dir: Optional[Path] = None
         self._images_logged = 0
@@ -233,6 +237,7 @@ class SliceReconstructionModule(pl.LightningModule):
         for raw in loader.dataset.raw_samples:
             name = Path(raw.fname).name
             sizes[name] = sizes.get(name, 0) + 1
+            self._sources[name] = Path(raw.fname)
         self._volume_sizes = sizes
         self._pending, self._local_rows, self._images_logged = {}, [], 0
         self._recon = self._reconstructor_for(self.device)
@@ -295,7 +300,7 @@ class SliceReconstructionModule(pl.LightningModule):
         volume = np.stack([vol["slices"][k][1] for k in order])
         holdout = [vol["slices"][k][2] for k in order if vol["slices"][k][2] is not None]
         if self.config.out_dir is not None:
-            save_volume(Path(self.config.out_dir), fname, volume)
+            save_volume(Path(self.config.out_dir), fname, volume, self.config.output_formats, self._sources.get(fname))
         row = volume_row(fname, self.config.method, volume, samples, vol["seconds"], holdout)
         self._local_rows.append(row)
         self._pending[fname] = {"slices": {}, "done": True}  # free the images

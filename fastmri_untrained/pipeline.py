@@ -21,7 +21,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional, Sequence
 
 import fastmri
 import h5py
@@ -217,7 +217,7 @@ def finished_rows(data_files: Iterable[Path], out_dir: Path, method: str, challe
 
 
 def h5_files(data_path: Path, log: Optional[Callable[[str], None]] = None) -> list[Path]:
-    """The fastMRI h5 files of a directory (or the one file given); a clear error when there are
+    """The h5 files (fastMRI or ISMRMRD) of a directory (or the one file given); a clear error when there are
     none. Other entries (text files, sub-directories) are ignored, and ``log`` is told so once."""
     data_path = Path(data_path)
     if not data_path.exists():
@@ -247,14 +247,21 @@ def check_output_dir(out_dir: Path) -> Path:
     return out_dir
 
 
-def save_volume(out_dir: Path, fname: str, volume: np.ndarray) -> Path:
+def save_volume(out_dir: Path, fname: str, volume: np.ndarray, formats: Sequence[str] = ("fastmri",),
+                source: Optional[Path] = None) -> Path:
     """fastmri.save_reconstructions into a temporary directory, then an atomic rename.
-    A volume with NaN or inf values is refused (RuntimeError), never written."""
+    A volume with NaN or inf values is refused (RuntimeError), never written. ``formats`` may add
+    NIfTI / DICOM files (:mod:`export`, geometry from the ``source`` data file); they are written
+    first, so the h5 -- what resume, metrics and ``evaluate`` read -- marks a finished volume."""
     out_dir = Path(out_dir)
     volume = np.asarray(volume, dtype=np.float32)
     if volume.size == 0 or not np.isfinite(volume).all():
         raise RuntimeError(f"{fname}: the reconstruction has {volume.size - int(np.isfinite(volume).sum())} "
                            f"non-finite values of {volume.size}; not written")
+    if set(formats) - {"fastmri"}:
+        from .export import write_viewer_formats
+
+        write_viewer_formats(out_dir, fname, volume, formats, source)
     tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=out_dir))
     try:
         fastmri.save_reconstructions({fname: volume.astype(np.float32)}, tmp)
@@ -264,15 +271,21 @@ def save_volume(out_dir: Path, fname: str, volume: np.ndarray) -> Path:
     return out_dir / fname
 
 
-def holdout_score(reconstructor, sample: MRISample, fraction: float, seed: int = 0) -> float:
+def holdout_reconstruction(reconstructor, sample: MRISample, fraction: float, seed: int = 0):
     """Reconstruct from all but a held-out ``fraction`` of the acquired samples (outside the
-    calibration centre) and return the NMSE with which the result predicts the held-out ones."""
+    calibration centre); returns (the NMSE with which the result predicts the held-out samples,
+    the reconstruction)."""
     fit_mask, held = holdout_split(sample.mask, fraction, seed=seed)
     fit_sample = sample._replace(kspace=sample.kspace * fit_mask, mask=fit_mask)
     result = reconstructor(fit_sample)
     rows = result.info.get("grid_rows", sample.kspace.shape[-2])
     measured = sample.kspace if rows == sample.kspace.shape[-2] else reduce_readout(sample.kspace, rows)
-    return kspace_nmse(result.kspace, measured, held)
+    return kspace_nmse(result.kspace, measured, held), result
+
+
+def holdout_score(reconstructor, sample: MRISample, fraction: float, seed: int = 0) -> float:
+    """The held-out NMSE of :func:`holdout_reconstruction`."""
+    return holdout_reconstruction(reconstructor, sample, fraction, seed)[0]
 
 
 def simulated_samples(mask: MaskSpec, shape, coils: int = 8, slices: int = 1, seed: int = 0) -> list[MRISample]:
@@ -328,23 +341,33 @@ def reconstruct_dataset(data_path: Path, out_dir: Path, method: str, challenge: 
     return rows
 
 
-def reconstruct_kspace_file(path: Path, out_dir: Path, method: str, reconstructor=None,
-                            report_holdout: Optional[float] = None, seed: int = 0) -> dict:
-    """Reconstruct real k-space from a BART .cfl/.hdr or .npy (coils, H, W) file (no metrics)."""
+def kspace_file_sample(path: Path) -> MRISample:
+    """The one slice of a BART .cfl/.hdr or .npy (coils, H, W) k-space file, its sampling mask
+    read from the zeros, the whole grid as the target size."""
     from .data.readers import load_kspace, sampling_mask_from_kspace
 
-    out_dir = check_output_dir(out_dir)
     kspace = load_kspace(path)
     mask = torch.from_numpy(np.asarray(sampling_mask_from_kspace(kspace))).float()
-    if kspace.shape[0] > 1 and needs_espirit(method, getattr(reconstructor, "config", None)):
-        check_calibration(calibration_width(mask), path)
-    sample = MRISample(kspace=torch.from_numpy(kspace), mask=mask, target_size=tuple(kspace.shape[-2:]),
-                       challenge="multicoil", fname=Path(path).stem)
+    return MRISample(kspace=torch.from_numpy(kspace), mask=mask, target_size=tuple(kspace.shape[-2:]),
+                     challenge="multicoil", fname=Path(path).stem)
+
+
+def reconstruct_kspace_file(path: Path, out_dir: Path, method: str, reconstructor=None,
+                            report_holdout: Optional[float] = None, seed: int = 0,
+                            output_formats: Sequence[str] = ("fastmri",)) -> dict:
+    """Reconstruct real k-space from a BART .cfl/.hdr or .npy (coils, H, W) file (no metrics)."""
+    if "dicom" in output_formats:  # no header: no recon matrix (target size), no pixel spacing
+        raise InputError("--output-format", f"dicom needs a target size and geometry from a header; {Path(path).name} "
+                                            "is raw k-space without one (use nifti, written with 1 mm voxels)")
+    out_dir = check_output_dir(out_dir)
+    sample = kspace_file_sample(path)
+    if sample.kspace.shape[0] > 1 and needs_espirit(method, getattr(reconstructor, "config", None)):
+        check_calibration(calibration_width(sample.mask), path)
     reconstructor = reconstructor or make_reconstructor(method)
     start = time.perf_counter()
     image = reconstructor(sample).image
     fname = Path(path).stem + ".h5"
-    save_volume(out_dir, fname, image[None])
+    save_volume(out_dir, fname, image[None], output_formats, source=Path(path))
     row = {"file": fname, "method": method, "seconds": time.perf_counter() - start}
     if report_holdout:
         row["holdout_nmse"] = holdout_score(reconstructor, sample, report_holdout, seed)

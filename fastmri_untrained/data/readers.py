@@ -310,6 +310,10 @@ def _header_sizes(hf: h5py.File, path: Path):
 def validate_fastmri_file(path: PathLike, challenge: str = "multicoil") -> FastMRIFileInfo:
     """Open a fastMRI HDF5 file and check it can be reconstructed, slice by slice.
 
+    An ISMRMRD raw data file (``dataset/xml`` + ``dataset/data``) is read into fastMRI's layout
+    (:func:`data.mrd.fastmri_layout`) and checked as such; its own problems (non-Cartesian, 3-D,
+    no imaging data, ...) are InputErrors too.
+
     Raises ``InputError`` naming the file and the problem for: a missing, truncated or
     non-HDF5 file (h5py's OSError), a missing ``kspace`` dataset, a wrong rank for
     ``challenge`` ((slices, coils, H, W) multicoil, (slices, H, W) singlecoil), a non-complex
@@ -321,6 +325,16 @@ def validate_fastmri_file(path: PathLike, challenge: str = "multicoil") -> FastM
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file not found")
+    from .mrd import fastmri_layout, is_mrd
+
+    if is_mrd(path):  # ISMRMRD raw data: checked as its fastMRI-layout twin, errors name the MRD file
+        if challenge != "multicoil":
+            raise InputError(path, "an ISMRMRD file reads as multi-coil (slices, coils, H, W) k-space; "
+                                   "use --challenge multicoil")
+        try:
+            return validate_fastmri_file(fastmri_layout(path), challenge)._replace(path=path)
+        except InputError as e:
+            raise InputError(path, e.problem) from None
     try:
         with h5py.File(path, "r") as hf:
             if "kspace" not in hf:

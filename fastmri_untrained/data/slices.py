@@ -7,6 +7,7 @@ the trained baselines) builds its slices here, so that
 - only the given h5 files are read (fastMRI's ``SliceDataset`` opens every entry of its root
   directory, so a ``README.txt``, a sub-directory or the run's own output directory inside the
   data directory would crash it);
+- ISMRMRD raw data files are read as fastMRI-layout twins of the same name (:mod:`data.mrd`);
 - fastMRI test and challenge files, which are undersampled already and carry a ``mask`` dataset
   (or zero phase-encoding lines), are reconstructed from the lines they hold: a retrospective
   mask applies only to fully sampled files, unless ``retrospective`` forces it.
@@ -24,13 +25,17 @@ from fastmri.data import SliceDataset
 from fastmri.data.mri_data import FastMRIRawDataSample
 from fastmri.data.transforms import VarNetDataTransform
 
+from .mrd import fastmri_layout
+
 
 def own_mask(path: Path) -> Optional[np.ndarray]:
     """The sampling mask (W,) of an already undersampled fastMRI file, None if fully sampled.
 
     A file is undersampled when it has a ``mask`` dataset (fastMRI's test and challenge layout)
     or when whole phase-encoding lines inside its acquired window are zero in every slice and coil.
+    An ISMRMRD file is read as its fastMRI-layout twin (the lines it acquired).
     """
+    path = fastmri_layout(path)
     with h5py.File(path, "r") as hf:
         if "mask" in hf:
             return np.asarray(hf["mask"][()], dtype=bool).reshape(-1)
@@ -76,6 +81,7 @@ class FileSliceDataset(SliceDataset):
         with tempfile.TemporaryDirectory() as empty:
             super().__init__(root=empty, challenge=challenge, transform=transform)
         for path in files:
+            path = fastmri_layout(path)  # ISMRMRD raw data: its fastMRI-layout twin of the same name
             metadata, num_slices = self._retrieve_metadata(Path(path))
             self.raw_samples += [FastMRIRawDataSample(Path(path), i, metadata) for i in range(num_slices)]
 
