@@ -3,7 +3,8 @@
 
     .venv/bin/python scripts/real_data_diagnosis.py l1 --file brain_8coil_sigpy.npy
         SigPy L1-wavelet over weights x ESPIRiT map crops x wavelets, on our maps and on BART's
-        (``bart ecalib -m1``, when installed): which of maps, weight or solver makes the gap to BART.
+        (``bart ecalib -m1``, when installed), and BART's ``pics`` with and without its random
+        wavelet shifts (``-n``): which of maps, weight or solver makes the gap to BART.
     .venv/bin/python scripts/real_data_diagnosis.py curve --file brain_8coil_sigpy.npy \\
             --method deep-decoder --forward-model sense --maps-crop 0.95 --iterations 1500 --lr 0.008
         The held-out NMSE of an un-trained fit every 50 iterations (constant learning rate unless
@@ -61,6 +62,17 @@ def l1(args) -> list[dict]:
                 image = app.run() / scale
                 predicted = fft2c(torch.from_numpy((m * image[None]).astype(np.complex64)))
                 rows.append({"file": args.file, "maps": name, "lamda": lamda, "wavelet": wave,
+                             "holdout_nmse": kspace_nmse(predicted, sample.kspace, held),
+                             "fit_nmse": kspace_nmse(predicted, sample.kspace, fit_mask)})
+                print(json.dumps(rows[-1]), flush=True)
+    if bart.available():  # BART's own solver, with and without its random wavelet shifts (-n)
+        for lamda in args.lamdas:
+            for flags, name in (([], "bart pics"), (["-n"], "bart pics -n")):
+                image = bart.pics(kept, maps["bart ecalib -m1"], [*flags, "-l1", "-r", f"{lamda:g}"])
+                predictions = [fft2c(torch.from_numpy((maps["bart ecalib -m1"] * image[None] * sign)
+                                                      .astype(np.complex64))) for sign in (1, -1)]
+                predicted = min(predictions, key=lambda k: kspace_nmse(k, sample.kspace, fit_mask))
+                rows.append({"file": args.file, "maps": "bart ecalib -m1", "solver": name, "lamda": lamda,
                              "holdout_nmse": kspace_nmse(predicted, sample.kspace, held),
                              "fit_nmse": kspace_nmse(predicted, sample.kspace, fit_mask)})
                 print(json.dumps(rows[-1]), flush=True)
