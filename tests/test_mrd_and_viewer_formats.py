@@ -1,4 +1,4 @@
-"""Scanner raw data in, viewer formats out (issue 18).
+"""Scanner raw data in, viewer formats out.
 
 MRD files are written with the ``ismrmrd`` package's own writer from simulated fastMRI data (fully
 sampled, and undersampled with parallel-imaging calibration flags); their reconstructions must
