@@ -162,11 +162,6 @@ def volume_row(fname: str, method: str, volume: np.ndarray, samples: list[MRISam
     return row
 
 
-def write_holdout_report(out_dir: Path, method: str, fraction: float, rows: list[dict]) -> None:
-    write_json(Path(out_dir) / "holdout.json", {"method": method, "holdout_fraction": fraction,
-                                                "volumes": {r["file"]: r.get("holdout_nmse") for r in rows}})
-
-
 def write_reports(out_dir: Path, method: str, rows: list[dict], holdout_fraction: Optional[float] = None) -> None:
     """``out_dir/metrics.json`` (rows with targets and their summary) and, with
     ``holdout_fraction``, ``out_dir/holdout.json``: the one writer of a run's reports."""
@@ -175,7 +170,8 @@ def write_reports(out_dir: Path, method: str, rows: list[dict], holdout_fraction
     if rows and any("SSIM" in r for r in rows):
         write_json(Path(out_dir) / "metrics.json", {"rows": rows, "summary": summarise(rows)})
     if holdout_fraction:
-        write_holdout_report(out_dir, method, holdout_fraction, rows)
+        write_json(Path(out_dir) / "holdout.json", {"method": method, "holdout_fraction": holdout_fraction,
+                                                    "volumes": {r["file"]: r.get("holdout_nmse") for r in rows}})
 
 
 def finished_rows(data_files: Iterable[Path], out_dir: Path, method: str, challenge: str,
@@ -197,7 +193,9 @@ def finished_rows(data_files: Iterable[Path], out_dir: Path, method: str, challe
             held = json.loads((out_dir / "holdout.json").read_text())["volumes"]
         except (ValueError, KeyError, TypeError):
             held = {}
-    target_key = "reconstruction_rss" if challenge == "multicoil" else "reconstruction_esc"
+    from .leaderboard import TARGET_KEYS
+
+    target_key = TARGET_KEYS[challenge]
     extra = []
     for path in data_files:
         name = Path(path).name
