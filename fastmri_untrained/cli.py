@@ -1,23 +1,79 @@
-"""Command-line interface: ``fastmri-untrained {demo,simulate,reconstruct,evaluate}``.
+"""Command line: fastmri-untrained demo | simulate | reconstruct | evaluate | train-baseline | predict-baseline.
 
 Bad input is reported as one line naming the file or argument and the problem (exit code 2),
-before any work is done.
+before any work is done. Library code names arguments by their parameter names; this module
+reports them under the subcommand's flags.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
 import warnings
 from pathlib import Path
 
+from .devices import DEVICE_HELP, parse_device
 from .errors import InputError
 
 OUTPUT_FORMATS = ("fastmri", "nifti", "dicom")  # export.OUTPUT_FORMATS, without importing it here
 
 DEMO_SHAPE = (256, 192)  # k-space; target 128x128: the un-trained fits take ~1-2 min each on 2 cores
+
+DESCRIPTION = ("Un-trained network MRI reconstruction (ConvDecoder, deep decoder, DIP) and classical and "
+               "trained baselines on fastMRI data.")
+EPILOG = "Each command's options and their defaults: fastmri-untrained COMMAND --help"
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's defaults in every help line, except where there is nothing to show (None, a
+    flag's False) or the help already says what the default is."""
+
+    def _get_help_string(self, action):
+        help_text = action.help or ""
+        if action.default is None or action.default is False or "default" in help_text:
+            return help_text
+        return super()._get_help_string(action)
+
+
+# Library parameter names spelled otherwise on the command line, and flags the library still
+# names itself that this command line spells otherwise.
+PARAMETER_DESTS = {"accelerator": "device", "output_formats": "output_format", "prediction_paths": "predictions_path",
+                   "out_dir": "out"}
+RENAMED_FLAGS = {"--accelerator": "--device"}
+
+
+def flag_for(source: str, flags: dict) -> str:
+    """The flag under which a command reports an InputError's ``source``: a parameter name
+    (``center_fractions``) or flag becomes the command's flag (``--center-fractions``, or
+    ``--center-fraction`` where the command takes one value); a file name stays as it is.
+    ``flags`` maps the command's argument names (dests) to their flags."""
+    source = RENAMED_FLAGS.get(source, source)
+    name = source[2:].replace("-", "_") if source.startswith("--") else source
+    if not name.isidentifier():
+        return source
+    other_number = name[:-1] if name.endswith("s") else name + "s"
+    for dest in (name, PARAMETER_DESTS.get(name), other_number):
+        if dest in flags:
+            return flags[dest]
+    return source
+
+
+def command_flags(args) -> dict:
+    """The parsed command's flags by argument name (every option's name is argparse's default,
+    derived from its flag)."""
+    return {dest: "--" + dest.replace("_", "-") for dest in vars(args) if dest not in ("func", "command", "given")}
+
+
+class GivenAction(argparse.Action):
+    """Store the value and remember that the option was given, so that an option the input
+    ignores can be named in a warning."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.given = tuple(getattr(namespace, "given", ())) + (option_string,)
 
 
 def _positive_int(value: str) -> int:
@@ -28,21 +84,26 @@ def _positive_int(value: str) -> int:
 
 
 def add_simulate(sub):
-    p = sub.add_parser("simulate", help="write simulated data in fastMRI's h5 schema")
+    p = sub.add_parser("simulate", help="write simulated data in fastMRI's h5 schema (or as ISMRMRD raw data)",
+                       description="Simulate multi-coil (or single-coil) k-space of real MR images with "
+                                   "fastMRI's file layout and targets.")
     p.add_argument("--out", type=Path, required=True, help="output directory")
-    p.add_argument("--challenge", choices=("multicoil", "singlecoil"), default="multicoil")
-    p.add_argument("--num-volumes", type=_positive_int, default=2)
-    p.add_argument("--slices", type=_positive_int, default=2)
-    p.add_argument("--coils", type=_positive_int, default=8)
+    p.add_argument("--challenge", choices=("multicoil", "singlecoil"), default="multicoil",
+                   help="coil k-space with RSS targets, or single-coil k-space")
+    p.add_argument("--num-volumes", type=_positive_int, default=2, help="volumes (one h5 file each)")
+    p.add_argument("--slices", type=_positive_int, default=2, help="slices per volume")
+    p.add_argument("--coils", type=_positive_int, default=8, help="receive coils (multicoil)")
     p.add_argument("--shape", type=_positive_int, nargs=2, default=(640, 368), metavar=("H", "W"),
                    help="k-space matrix (readout H, 2x oversampled: even, >= 8; phase encoding W >= 4)")
-    p.add_argument("--seed", type=int, default=0, help="non-negative")
+    p.add_argument("--seed", type=int, default=0,
+                   help="non-negative; picks the images, coil maps and noise (file names carry it)")
     p.add_argument("--format", choices=("fastmri", "mrd"), default="fastmri",
                    help="fastmri: fastMRI h5 with targets; mrd: ISMRMRD raw data (written with the ismrmrd package)")
     p.add_argument("--acceleration", type=float,
                    help="--format mrd: write only the lines of an equispaced mask at this acceleration, the centre "
                         "lines flagged as parallel-imaging calibration (default: fully sampled)")
-    p.add_argument("--center-fraction", type=float, default=0.08, help="--format mrd with --acceleration")
+    p.add_argument("--center-fraction", type=float, default=0.08,
+                   help="fully sampled centre of that mask (--format mrd with --acceleration)")
     p.set_defaults(func=cmd_simulate)
 
 
@@ -62,10 +123,7 @@ def cmd_simulate(args) -> int:
         if args.acceleration is not None:
             from .operators.masks import check_column_mask
 
-            try:
-                mask = check_column_mask("equispaced_fraction", args.shape[1], args.acceleration, args.center_fraction)
-            except InputError as exc:  # the library names reconstruct's flag
-                raise InputError("--acceleration", exc.problem) from None
+            mask = check_column_mask("equispaced_fraction", args.shape[1], args.acceleration, args.center_fraction)
             mask = mask.numpy().reshape(-1).astype(bool)
     elif args.acceleration is not None:
         raise InputError("--acceleration", "applies to --format mrd (fastMRI files are undersampled by "
@@ -89,15 +147,18 @@ def cmd_simulate(args) -> int:
 
 
 def add_recon_args(p):
-    from .pipeline import METHODS
     from .operators.masks import MASK_TYPES
+    from .pipeline import METHODS
 
-    p.add_argument("--method", default="conv-decoder",
-                   help=f"one of: {', '.join(METHODS)} (default: conv-decoder)")
-    p.add_argument("--challenge", choices=("multicoil", "singlecoil"), default="multicoil")
-    p.add_argument("--mask-type", default="equispaced_fraction", help=f"one of: {', '.join(MASK_TYPES)}")
-    p.add_argument("--accelerations", type=float, nargs="+", default=[4])
-    p.add_argument("--center-fractions", type=float, nargs="+", default=[0.08])
+    p.add_argument("--method", default="conv-decoder", help=f"one of: {', '.join(METHODS)}")
+    p.add_argument("--challenge", choices=("multicoil", "singlecoil"), default="multicoil",
+                   help="fastMRI challenge of the h5 files: coil k-space with RSS targets, or single-coil")
+    p.add_argument("--mask-type", default="equispaced_fraction", action=GivenAction,
+                   help=f"retrospective undersampling of fully sampled h5 files, one of: {', '.join(MASK_TYPES)}")
+    p.add_argument("--accelerations", type=float, nargs="+", default=[4], action=GivenAction,
+                   help="undersampling factors (one is drawn per volume, as in fastMRI)")
+    p.add_argument("--center-fractions", type=float, nargs="+", default=[0.08], action=GivenAction,
+                   help="fully sampled centre fraction, one per acceleration")
     p.add_argument("--retrospective-mask", action="store_true",
                    help="also undersample files that are already undersampled (fastMRI test/challenge files "
                         "keep their own mask by default)")
@@ -106,8 +167,8 @@ def add_recon_args(p):
                         "(default: coil-images for conv-decoder and dip, sense for deep-decoder)")
     p.add_argument("--iterations", type=int, help="fitting iterations (default: per method, see README)")
     p.add_argument("--lr", type=float, help="learning rate (default: per method)")
-    p.add_argument("--layers", type=_positive_int, help="network depth (DIP: levels)")
-    p.add_argument("--channels", type=_positive_int, help="network width")
+    p.add_argument("--layers", type=_positive_int, help="network depth (DIP: levels; default: per method)")
+    p.add_argument("--channels", type=_positive_int, help="network width (default: per method)")
     p.add_argument("--ensemble", type=_positive_int,
                    help="un-trained methods: fit N times from seeds seed..seed+N-1 and average "
                         "(default: 2 for deep-decoder, 1 otherwise)")
@@ -116,26 +177,21 @@ def add_recon_args(p):
     p.add_argument("--lamda", type=float, help="classical methods: regularisation weight (default: per method)")
     p.add_argument("--report-holdout", type=float, metavar="FRACTION",
                    help="also reconstruct without FRACTION of the acquired samples and report how well the "
-                        "result predicts them (NMSE, holdout.json beside the output)")
+                        "result predicts them (NMSE, holdout.json beside the output); a score for data without "
+                        "ground truth (zero-filled predicts nothing: it scores 1.0 by construction)")
     p.add_argument("--compile", action="store_true",
                    help="un-trained methods: torch.compile the network (ConvDecoder on CPU: ~15%% faster per "
                         "iteration after a compilation of ~30-40 s; slower for the deep decoder; see README)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="un-trained methods: network initialisation (and the --report-holdout split), per slice")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def untrained_config(args):
-    import torch
-
     from .fit import FitConfig
     from .recon import DEFAULT_FIT, UntrainedConfig
 
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device", f"{device} requested but no CUDA device is available")
+    device = parse_device(args.device).torch
     net = {}
     if args.layers is not None:
         net["levels" if args.method == "dip" else "layers"] = args.layers
@@ -171,29 +227,38 @@ def build_reconstructor(args):
 def add_trainer_args(p):
     """Where the reconstruction runs: passed to the Lightning Trainer (see docs/execution.md)."""
     g = p.add_argument_group("execution (Lightning Trainer)")
-    g.add_argument("--accelerator", default="auto", help="auto | cpu | gpu | cuda | mps (default: auto)")
+    g.add_argument("--device", default="auto", help=DEVICE_HELP + "; cuda:N runs on GPU N")
     g.add_argument("--devices", default="1",
-                   help="processes per node: a count, 'auto', -1 (all GPUs) or GPU indices like 0,1 (default: 1)")
-    g.add_argument("--num-nodes", type=int, default=1, help="nodes (e.g. SLURM --nodes; default: 1)")
+                   help="processes per node: a count, 'auto', -1 (all GPUs) or GPU indices like 0,1")
+    g.add_argument("--num-nodes", type=int, default=1, help="nodes (e.g. SLURM --nodes)")
     g.add_argument("--strategy", default="auto", help="auto | ddp | ddp_spawn | ddp_notebook | single_device")
     g.add_argument("--precision", default="32-true",
                    help="32-true | 16-mixed (GPU) | bf16-mixed: the networks' forward pass under autocast")
     g.add_argument("--log-dir", type=Path, help="Lightning logs, metrics and images (default: OUT/logs)")
     g.add_argument("--log-images", type=int, default=1,
-                   help="volumes per process whose middle slice is saved as a PNG (default: 1)")
+                   help="volumes per process whose middle slice is saved as a PNG in the logs")
+
+
+KSPACE_INPUT = "real k-space input (.npy/.cfl/.hdr or ISMRMRD h5)"
 
 
 def add_reconstruct(sub):
-    p = sub.add_parser("reconstruct", help="reconstruct fastMRI or ISMRMRD h5 files or a .cfl/.npy k-space file")
+    p = sub.add_parser("reconstruct", help="reconstruct fastMRI or ISMRMRD h5 files or a .cfl/.npy k-space file",
+                       description="Reconstruct every volume of a fastMRI/ISMRMRD h5 directory (or one h5, "
+                                   ".cfl/.hdr or .npy k-space file) into OUT, one h5 per volume; a rerun "
+                                   "skips finished volumes.")
     p.add_argument("--data-path", type=Path, required=True,
                    help="a directory of fastMRI and/or ISMRMRD (MRD) h5 files, one such file, or a .cfl/.npy file")
     p.add_argument("--out", type=Path, required=True, help="output directory (one h5 per volume)")
     p.add_argument("--output-format", action="append", choices=OUTPUT_FORMATS, metavar="{fastmri,nifti,dicom}",
                    help="repeatable: nifti (NAME.nii.gz) and dicom (NAME_dicom/, one series) are written beside "
                         "the fastMRI h5, which is always written (evaluate, metrics and resume read it)")
+    p.add_argument("--preview", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"write NAME.png (the middle slice) beside each reconstructed volume (default: on for "
+                        f"{KSPACE_INPUT}, off for fastMRI h5 files)")
     add_recon_args(p)
     add_trainer_args(p)
-    p.set_defaults(func=cmd_reconstruct)
+    p.set_defaults(func=cmd_reconstruct, given=())
 
 
 def cmd_reconstruct(args) -> int:
@@ -207,9 +272,15 @@ def cmd_reconstruct(args) -> int:
     reconstructor = build_reconstructor(args)
     if args.data_path.suffix in KSPACE_SUFFIXES:
         # One real k-space file: the plain path (nothing to distribute).
+        ignored = [flag for flag in ("--mask-type", "--accelerations", "--center-fractions") if flag in args.given]
+        if ignored:
+            warn(f"{args.data_path.name}: {', '.join(ignored)} ignored: the sampling mask of a k-space file "
+                 "is its zeros")
         row = reconstruct_kspace_file(args.data_path, args.out, args.method, reconstructor,
                                       report_holdout=args.report_holdout, seed=args.seed,
                                       output_formats=args.output_format)
+        if args.preview is not False:
+            write_preview(args.out / row["file"], args.method)
         print(json.dumps(row, indent=2))
         return 0
     mask = MaskSpec(args.mask_type, tuple(args.accelerations), tuple(args.center_fractions),
@@ -223,90 +294,77 @@ def cmd_reconstruct(args) -> int:
     return 0
 
 
+def warn(message: str) -> None:
+    """A one-line warning on stderr, in the form of the errors."""
+    print(f"fastmri-untrained: warning: {message}", file=sys.stderr)
+
+
+def write_preview(volume_file: Path, method: str) -> Path:
+    """NAME.png beside NAME.h5: the middle slice of the written reconstruction (atomic)."""
+    from .figures import preview_figure
+    from .pipeline import read_reconstruction
+
+    volume = read_reconstruction(volume_file)
+    n = volume.shape[0]
+    title = f"{volume_file.name}: {method}" + (f", slice {n // 2 + 1} of {n}" if n > 1 else "")
+    return preview_figure(volume, volume_file.with_suffix(".png"), title=title)
+
+
 def trainer_args(args) -> dict:
     """The Trainer's device arguments from the CLI, validated before any work (InputError)."""
     from .lightning import check_trainer_args
 
-    accelerator = args.accelerator
-    if accelerator == "auto" and args.device != "auto":  # the older --device flag still works
-        accelerator = "cpu" if args.device == "cpu" else "gpu"
-    return check_trainer_args(accelerator, args.devices, args.num_nodes, args.strategy, args.precision)
+    device = parse_device(args.device)
+    devices = args.devices
+    if device.index is not None:  # cuda:N: that GPU, unless --devices says otherwise
+        if str(devices) != "1":
+            raise InputError("--devices", f"give GPUs either with --device {args.device} or with --devices, "
+                                          "not both")
+        devices = [device.index]
+    return check_trainer_args(device.accelerator, devices, args.num_nodes, args.strategy, args.precision)
 
 
 def reconstruct_with_trainer(args, mask, reconstructor):
-    """Reconstruct a fastMRI directory through :class:`lightning.SliceReconstructionModule`.
+    """``reconstruct`` on a fastMRI directory: :func:`lightning.reconstruct_dataset` with the
+    command's flags; returns the rows on the global-zero process, None elsewhere."""
+    from .lightning import reconstruct_dataset
+    from .pipeline import h5_files
 
-    Returns the per-volume rows of all processes on the global-zero process, None elsewhere.
-    Every process (DDP re-runs this command per rank) lists the unfinished volumes before the
-    Trainer starts, so all ranks agree on the work even while rank 0 starts writing.
-    """
-    import pytorch_lightning as pl
-    from pytorch_lightning.utilities import rank_zero_only
+    finished = {f.name for f in h5_files(args.data_path, log=lambda message: None) if (args.out / f.name).exists()}
+    rows = reconstruct_dataset(args.data_path, args.out, args.method, args.challenge, mask, reconstructor,
+                               args.report_holdout, args.seed, lamda=args.lamda, trainer=trainer_args(args),
+                               output_formats=args.output_format, log_dir=args.log_dir, log_images=args.log_images,
+                               progress=not args.no_progress)
+    if rows is not None:
+        files = h5_files(args.data_path, log=lambda message: None)
+        write_previews(args, files, args.out, [f.name for f in files if f.name not in finished])
+    return rows
 
-    from .data.readers import validate_fastmri_file
-    from .lightning import DataConfig, FastMRIDataModule, ReconConfig, SliceReconstructionModule, default_loggers
-    from .pipeline import check_inputs, check_output_dir, finished_rows, h5_files, write_reports
-    from .recon import UNTRAINED_METHODS
 
-    rank0 = rank_zero_only.rank == 0
-    log = print if rank0 else (lambda message: None)
-    targs = trainer_args(args)
-    if args.data_path.resolve() == args.out.resolve():
-        raise InputError("--out", "must not be the --data-path directory (the run would read its own output)")
-    files = h5_files(args.data_path, log=log)
-    out = check_output_dir(args.out)
-    infos = [validate_fastmri_file(f, args.challenge) for f in files]
-    untrained = reconstructor.config if args.method in UNTRAINED_METHODS else None
-    check_inputs(infos, mask, args.method, untrained, log=log)
-    formats = getattr(args, "output_format", None) or ("fastmri",)
-    pending = []
+def write_previews(args, files, out: Path, written) -> None:
+    """PNG previews of the finished volumes (:func:`write_preview`): those written by this run,
+    and any an earlier run left without one; by default only for ISMRMRD (real k-space) input."""
+    from .data.mrd import is_mrd
+
+    if args.preview is False:
+        return
     for f in files:
-        if (out / f.name).exists():
-            log(f"{f.name}: already reconstructed, skipped")
-            if rank0:  # a rerun asking for more formats: written from the finished h5
-                from .export import write_missing
-
-                write_missing(out, f, formats)
-        else:
-            pending.append(f.name)
-    if not pending:  # nothing to fit: the reports still cover every finished volume
-        if not rank0:
-            return None
-        rows = finished_rows(files, out, args.method, args.challenge, [])
-        write_reports(out, args.method, rows, args.report_holdout)
-        return rows
-    config = ReconConfig(method=args.method, untrained=untrained, lamda=args.lamda, out_dir=out,
-                         challenge=args.challenge, report_holdout=args.report_holdout, seed=args.seed,
-                         log_images=args.log_images, show_progress=False, data_path=args.data_path,
-                         output_formats=formats)
-    module = SliceReconstructionModule(config)
-    data = FastMRIDataModule(DataConfig(args.data_path, args.challenge, mask, files=pending))
-    trainer = pl.Trainer(**targs, logger=default_loggers(args.log_dir or out / "logs"), default_root_dir=out,
-                         use_distributed_sampler=False, enable_checkpointing=False, enable_model_summary=False,
-                         enable_progress_bar=not args.no_progress)
-    metrics_json = out / "metrics.json"
-    stamp = metrics_json.stat().st_mtime_ns if metrics_json.exists() else None
-    try:
-        trainer.test(module, datamodule=data, verbose=False)
-    except SystemExit:
-        if trainer.interrupted:  # Lightning turns Ctrl-C into exit(1) after its own teardown
-            raise KeyboardInterrupt from None
-        raise
-    if not trainer.is_global_zero:
-        return None
-    if not module.rows and metrics_json.exists() and metrics_json.stat().st_mtime_ns != stamp:
-        # ddp_spawn ran the module in child processes: its rows come back through the report.
-        return json.loads(metrics_json.read_text())["rows"]
-    return module.rows
+        h5, png = out / f.name, (out / f.name).with_suffix(".png")
+        if h5.exists() and (f.name in written or not png.exists()) and (args.preview or is_mrd(f)):
+            write_preview(h5, args.method)
 
 
 def add_demo(sub):
-    p = sub.add_parser("demo", help="the main job: simulate default data, reconstruct, metrics table, PNG")
-    p.add_argument("--out", type=Path, default=Path("outputs/demo"))
-    p.add_argument("--methods", nargs="+", default=["zero-filled", "l1-wavelet", "conv-decoder", "deep-decoder"])
-    p.add_argument("--acceleration", type=float, default=4)
-    p.add_argument("--center-fraction", type=float, default=0.08)
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("demo", help="the main job: simulate default data, reconstruct, metrics table, PNG",
+                       description="Simulate one 8-coil volume, reconstruct it with each method, print the fastMRI "
+                                   "metrics and write OUT/demo.png.")
+    p.add_argument("--out", type=Path, default=Path("outputs/demo"),
+                   help="output directory: data/, one directory per method, demo.png")
+    p.add_argument("--methods", nargs="+", default=["zero-filled", "l1-wavelet", "conv-decoder", "deep-decoder"],
+                   help="methods to run (see reconstruct --help for all)")
+    p.add_argument("--acceleration", type=float, default=4, help="undersampling factor (equispaced mask)")
+    p.add_argument("--center-fraction", type=float, default=0.08, help="fully sampled centre fraction")
+    p.add_argument("--seed", type=int, default=0, help="simulated data and network initialisation")
     p.set_defaults(func=cmd_demo)
 
 
@@ -314,18 +372,15 @@ def cmd_demo(args) -> int:
     from .data.simulate import simulate_dataset
     from .evaluate import format_table, summarise
     from .figures import comparison_figure
-    from .pipeline import METHODS, MaskSpec, make_reconstructor, read_reconstruction, reconstruct_dataset
+    from .lightning import reconstruct_dataset
+    from .pipeline import METHODS, MaskSpec, read_reconstruction
 
     # Arguments first, before simulating anything.
     unknown = [m for m in args.methods if m not in METHODS]
     if unknown:
         raise InputError("--methods", f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
-    try:
-        mask = MaskSpec("equispaced_fraction", (args.acceleration,), (args.center_fraction,))
-        mask.calibration_width(DEMO_SHAPE[1])
-    except InputError as exc:  # the library names reconstruct's flags; the demo's are singular
-        raise InputError(exc.source.replace("--accelerations", "--acceleration")
-                         .replace("--center-fractions", "--center-fraction"), exc.problem) from None
+    mask = MaskSpec("equispaced_fraction", (args.acceleration,), (args.center_fraction,))
+    mask.calibration_width(DEMO_SHAPE[1])
     data_dir = args.out / "data"
     if not sorted(data_dir.glob("*.h5")):
         print(f"simulating the default multi-coil dataset into {data_dir}")
@@ -335,8 +390,7 @@ def cmd_demo(args) -> int:
     for method in args.methods:
         out = args.out / method
         print(f"reconstructing with {method} at {args.acceleration:g}x")
-        rows += reconstruct_dataset(data_dir, out, method, "multicoil", mask, make_reconstructor(method, seed=args.seed),
-                                    resume=False, seed=args.seed)
+        rows += reconstruct_dataset(data_dir, out, method, "multicoil", mask, seed=args.seed, resume=False)
         recon_paths[method] = sorted(out.glob("*.h5"))[0]
     summary = summarise(rows)
     print(f"\nfastMRI metrics ({args.acceleration:g}x equispaced_fraction, centre {args.center_fraction}), "
@@ -354,8 +408,10 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fastmri-untrained", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="fastmri-untrained", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=HelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND",
+                                parser_class=functools.partial(argparse.ArgumentParser, formatter_class=HelpFormatter))
     add_demo(sub)
     add_simulate(sub)
     add_reconstruct(sub)
@@ -380,7 +436,8 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except InputError as exc:
-        print(f"fastmri-untrained: error: {exc}", file=sys.stderr)
+        print(f"fastmri-untrained: error: {flag_for(exc.source, command_flags(args))}: {exc.problem}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("fastmri-untrained: interrupted; finished volumes are kept, no partial file was written",

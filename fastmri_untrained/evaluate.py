@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping, Optional
 
+import math
+
 import numpy as np
+import torch
+import torchmetrics
 from fastmri import evaluate as fm_eval
 
 METRICS = ("NMSE", "PSNR", "SSIM")
@@ -25,6 +29,40 @@ def volume_metrics(target: np.ndarray, recon: np.ndarray, maxval: Optional[float
     }
 
 
+class VolumeTable(torchmetrics.Metric):
+    """Per-volume values of a distributed run, one row per volume of the run, as a torchmetrics
+    state reduced by sum across processes: each volume is reconstructed by exactly one process
+    (the others hold zeros in its row), so the reduced table is every process's rows, in float64
+    (the values stay the Python floats of :func:`volume_metrics`). A value a volume lacks (no
+    target, no held-out score) is NaN and dropped again by :meth:`rows`."""
+
+    full_state_update = False
+
+    def __init__(self, names: Iterable[str], columns: Iterable[str]):
+        super().__init__()
+        self.names, self.columns = list(names), list(columns)
+        self._index = {name: i for i, name in enumerate(self.names)}
+        shape = (len(self.names), len(self.columns))
+        self.add_state("values", default=torch.zeros(shape, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("present", default=torch.zeros(len(self.names), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, row: Mapping) -> None:
+        i = self._index[row["file"]]
+        self.values[i] = torch.tensor([float(row.get(c, math.nan)) for c in self.columns], dtype=torch.float64)
+        self.present[i] = 1.0
+
+    def compute(self) -> list[dict]:
+        return self.rows(self.values, self.present)
+
+    def rows(self, values: torch.Tensor, present: torch.Tensor) -> list[dict]:
+        """The reduced table as rows ({"file": ..., column: value}), in the order of ``names``."""
+        rows = []
+        for name, row_values, there in zip(self.names, values.tolist(), present.tolist()):
+            if there:
+                rows.append({"file": name, **{c: v for c, v in zip(self.columns, row_values) if not math.isnan(v)}})
+        return rows
+
+
 def _scalar(value) -> float:
     # fastmri.evaluate.ssim returns a 1-element array.
     return float(np.asarray(value).reshape(-1)[0])
@@ -35,8 +73,15 @@ def slice_ssim(target: np.ndarray, recon: np.ndarray, maxval: Optional[float] = 
     return _scalar(fm_eval.ssim(target[None], recon[None], maxval=float(target.max()) if maxval is None else maxval))
 
 
+def ranking(summary: Mapping[str, Mapping]) -> list[str]:
+    """Method names, best mean SSIM first (ties by name), as on the fastMRI leaderboard."""
+    return sorted(summary, key=lambda n: (-summary[n].get("SSIM", -np.inf), n))
+
+
 def summarise(rows: Iterable[Mapping], group_key: str = "method") -> dict:
-    """Mean and standard deviation of each metric per group."""
+    """Per group: ``volumes``, the mean and sample standard deviation (``*_std``, ddof=1 as
+    fastmri.evaluate's ``Metrics``; None for a single volume) of each metric, mean seconds and
+    iterations, and ``rank`` (1 = best mean SSIM). The one summary behind every table."""
     groups: dict = {}
     for row in rows:
         groups.setdefault(row[group_key], []).append(row)
@@ -47,30 +92,38 @@ def summarise(rows: Iterable[Mapping], group_key: str = "method") -> dict:
             values = np.array([r[metric] for r in items if metric in r], dtype=np.float64)
             if values.size:
                 out[name][metric] = float(values.mean())
-                out[name][metric + "_std"] = float(values.std())
+                out[name][metric + "_std"] = float(values.std(ddof=1)) if values.size > 1 else None
         for extra in ("seconds", "iterations"):
             values = [r[extra] for r in items if extra in r]
             if values:
                 out[name][extra] = float(np.mean(values))
+    for rank, name in enumerate(ranking(out), 1):
+        out[name]["rank"] = rank
     return out
 
 
-def format_table(summary: Mapping[str, Mapping], columns=METRICS + ("seconds",)) -> str:
-    """A plain-text table (methods as rows), ranked by SSIM."""
-    names = sorted(summary, key=lambda n: -summary[n].get("SSIM", -np.inf))
-    header = f"{'method':<16}" + "".join(f"{c:>12}" for c in columns)
-    lines = [header, "-" * len(header)]
-    for n in names:
-        cells = []
-        for c in columns:
-            v = summary[n].get(c)
-            if v is None:
-                cells.append(f"{'-':>12}")
-            elif c == "NMSE":
-                cells.append(f"{v:>12.4f}")
-            elif c == "SSIM":
-                cells.append(f"{v:>12.4f}")
-            else:
-                cells.append(f"{v:>12.2f}")
-        lines.append(f"{n:<16}" + "".join(cells))
+FORMATS = {"NMSE": ".4f", "PSNR": ".2f", "SSIM": ".4f", "volumes": "d"}  # others: .2f
+
+
+def _cell(stats: Mapping, column: str) -> str:
+    value = stats.get(column)
+    if value is None:
+        return "-"
+    fmt = FORMATS.get(column, ".2f")
+    std = stats.get(column + "_std")
+    return f"{value:{fmt}}" + (f" ± {std:{fmt}}" if std is not None else "")
+
+
+def format_table(summary: Mapping[str, Mapping], columns=("volumes",) + METRICS + ("seconds",),
+                 title: str = "") -> str:
+    """The plain-text table of a :func:`summarise` result: rank, method, then ``columns``
+    (metrics as mean ± std where there is a std), best mean SSIM first."""
+    names = ranking(summary)
+    cells = {n: [_cell(summary[n], c) for c in columns] for n in names}
+    widths = [max([len(c) + 2, 8] + [len(cells[n][i]) + 2 for n in names]) for i, c in enumerate(columns)]
+    method_width = max([len(n) for n in names] + [6]) + 2
+    header = f"{'rank':>4}  {'method':<{method_width}}" + "".join(f"{c:>{w}}" for c, w in zip(columns, widths))
+    lines = ([title] if title else []) + [header, "-" * len(header)]
+    for rank, n in enumerate(names, 1):
+        lines.append(f"{rank:>4}  {n:<{method_width}}" + "".join(f"{c:>{w}}" for c, w in zip(cells[n], widths)))
     return "\n".join(lines)

@@ -1,17 +1,34 @@
-"""PNG figures: target / reconstructions / error maps."""
+"""PNG figures: target / reconstructions / error maps, and previews of written volumes.
+
+Figures are ``matplotlib.figure.Figure`` objects drawn by the Agg canvas: nothing here touches
+pyplot's global backend, so importing the package leaves a user's (e.g. notebook) backend alone.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Mapping, Optional
 
-import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from .files import atomic_path
 
-from .errors import atomic_path  # noqa: E402
+
+def new_figure(**kwargs) -> Figure:
+    """A figure drawn by Agg, independent of pyplot (no global state, nothing to close)."""
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_png(fig: Figure, path: Path, dpi: int = 110) -> Path:
+    """Write ``fig`` as a PNG atomically (a temporary name, then a rename onto ``path``)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    return path
 
 
 def comparison_figure(target: Optional[np.ndarray], recons: Mapping[str, np.ndarray], path: Path,
@@ -20,7 +37,8 @@ def comparison_figure(target: Optional[np.ndarray], recons: Mapping[str, np.ndar
     names = list(recons)
     cols = len(names) + (target is not None)
     rows = 2 if target is not None else 1
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 3.3 * rows), squeeze=False)
+    fig = new_figure(figsize=(2.6 * cols, 3.3 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     vmax = float(np.percentile(target if target is not None else next(iter(recons.values())), 99.5))
     col = 0
     if target is not None:
@@ -45,8 +63,21 @@ def comparison_figure(target: Optional[np.ndarray], recons: Mapping[str, np.ndar
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
+
+
+def preview_figure(volume: np.ndarray, path: Path, title: str = "") -> Path:
+    """The middle slice of a reconstructed volume (slices, h, w) as a grey-scale PNG: a picture to
+    look at beside the h5 of a real-data run (display range 0 to the 99.5th percentile)."""
+    volume = np.asarray(volume)
+    image = volume[volume.shape[0] // 2] if volume.ndim == 3 else volume
+    h, w = image.shape
+    fig = new_figure(figsize=(4.0 * w / max(h, w) + 0.2, 4.0 * h / max(h, w) + (0.5 if title else 0.2)))
+    ax = fig.subplots()
+    ax.imshow(image, cmap="gray", vmin=0, vmax=float(np.percentile(image, 99.5)) or None)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return save_png(fig, path)

@@ -1,10 +1,14 @@
 """The fitting engine: minimise ||A G(theta) - y||^2 over the weights of an un-trained network.
 
 Every reconstructor of the project (MRI, the synthetic theorems, the Lightning modules) fits
-through :func:`fit`. The engine is problem-agnostic: it sees a network ``G`` (any module whose
-``forward(z=None)`` returns its output from a fixed input buffer ``net_input``), a
-``forward_model`` mapping that output to predicted measurements, and the measurements ``y``.
-MRI specifics (data consistency, coil combination, cropping) live in :mod:`recon`.
+through one :class:`Fitter`: a steppable object (``step()`` / ``done()`` / ``result()``, in the
+spirit of SigPy's ``Alg``/``App``) that owns the fit's state and every check on it (non-finite
+loss, divergence, best iterate, early stopping, history). :func:`fit` steps it to the end;
+:class:`lightning.FitModule` drives the same object from ``Trainer.fit``. The engine is
+problem-agnostic: it sees a network ``G`` (any module whose ``forward(z=None)`` returns its
+output from a fixed input buffer ``net_input``), a ``forward_model`` mapping that output to
+predicted measurements, and the measurements ``y``. MRI specifics (data consistency, coil
+combination, cropping) live in :mod:`recon`.
 
 Scaling convention (the one place it is defined): before fitting, ``y`` is multiplied by
 ``scale = ||A G(theta_0)|| / ||y||`` so that the network's initial output and the data have
@@ -91,13 +95,15 @@ class FitConfig:
 
 @dataclass
 class FitResult:
-    """Output of :func:`fit`. ``output`` is the network output (unscaled, detached)."""
+    """Output of :func:`fit` / :meth:`Fitter.result`. ``output`` is the network output (unscaled, detached)."""
 
     output: torch.Tensor
     history: dict = field(default_factory=dict)
     iterations: int = 0  # iterations run
     returned_iteration: int = 0  # iteration whose output is returned (0 = initialisation)
-    stop_reason: str = "budget"  # budget | early-stop | non-finite | diverged
+    # budget | early-stop | non-finite | diverged | interrupted (stopped from outside, e.g. by a
+    # Lightning callback, before the budget: the last weights, as for budget)
+    stop_reason: str = "budget"
     scale: float = 1.0
     seconds: float = 0.0
 
@@ -137,8 +143,7 @@ def data_scale(net: nn.Module, forward_model: Callable, measurements: torch.Tens
 
 def input_noise_std(net: nn.Module, config: FitConfig) -> float:
     """The std of the noise added to the network input each step: ``config.reg_noise_std``, or
-    the network's own ``reg_noise_std`` when the config leaves it None. The one place that
-    decides it (:func:`fit` and the Lightning training loop both ask here)."""
+    the network's own ``reg_noise_std`` when the config leaves it None."""
     if config.reg_noise_std is not None:
         return float(config.reg_noise_std)
     return float(getattr(net, "reg_noise_std", 0.0))
@@ -146,17 +151,13 @@ def input_noise_std(net: nn.Module, config: FitConfig) -> float:
 
 def training_network(net: nn.Module, config: FitConfig) -> nn.Module:
     """The module the training steps call: ``net`` itself, or ``torch.compile(net)`` with
-    ``config.compile`` (same parameters; no-grad evaluations can keep using ``net``).
-    Shared with the Lightning training loop."""
+    ``config.compile`` (same parameters; no-grad evaluations can keep using ``net``)."""
     return torch.compile(net) if config.compile else net
 
 
 def network_step_loss(net: nn.Module, forward_model: Callable, measurements: torch.Tensor,
                       input_noise: Optional[torch.Tensor] = None, autocast_dtype: Optional[str] = None):
-    """One forward pass and the data-fit loss ||A G(z) - y||^2; returns (loss, output).
-
-    Shared with the Lightning training loop so that both optimise exactly the same objective.
-    """
+    """One forward pass and the data-fit loss ||A G(z) - y||^2; returns (loss, output)."""
     z = None if input_noise is None else net.net_input + input_noise
     device_type = measurements.device.type
     if autocast_dtype is not None:
@@ -169,6 +170,215 @@ def network_step_loss(net: nn.Module, forward_model: Callable, measurements: tor
     return squared_norm(residual), output
 
 
+def validation_every(config: FitConfig) -> int:
+    """How often (in iterations) a validation function is evaluated: ``early_stop.check_every``,
+    else :class:`EarlyStopConfig`'s default. The Lightning module makes this its epoch length."""
+    return (config.early_stop or EarlyStopConfig()).check_every
+
+
+class Fitter:
+    """The fit as a steppable object (in the spirit of SigPy's ``Alg``/``App``): it owns the
+    state -- network, scaled measurements, optimizer and schedule, input-noise generator,
+    history, best iterate, early-stopping state, ``stop_reason`` -- and every check on it.
+
+        fitter = Fitter(net, forward_model, y, config)
+        while not fitter.done():
+            fitter.step()
+        result = fitter.result()
+
+    :func:`fit` is that loop with a progress bar. A driver that owns the optimizer step (the
+    Lightning module) calls the two halves of :meth:`step` instead: :meth:`loss_and_output`
+    (forward pass and checks), then, unless :attr:`stopped`, backward, optimizer and scheduler
+    steps, then :meth:`after_step`. Arguments as :func:`fit`.
+    """
+
+    def __init__(self, net: nn.Module, forward_model: Callable[[torch.Tensor], torch.Tensor],
+                 measurements: torch.Tensor, config: Optional[FitConfig] = None, *,
+                 ground_truth: Optional[torch.Tensor] = None,
+                 output_to_image: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+                 monitor: Optional[Callable[[torch.Tensor], dict]] = None,
+                 validation: Optional[Callable[[torch.Tensor], float]] = None,
+                 callback: Optional[Callable[[int, nn.Module, torch.Tensor], None]] = None,
+                 description: str = "fit"):
+        config = config or FitConfig()
+        self.config, self.forward_model, self.description = config, forward_model, description
+        self.ground_truth, self.monitor, self.validation, self.callback = ground_truth, monitor, validation, callback
+        self.to_image = output_to_image or (lambda out: out)
+        self.device = measurements.device
+        self.net = net.to(self.device)
+        self.net.train()
+        self.noise_gen = torch.Generator(device="cpu").manual_seed(config.seed)
+
+        self.scale = data_scale(self.net, forward_model, measurements) if config.scale_data else 1.0
+        self.y = measurements * self.scale
+        self.y_norm2 = float(squared_norm(self.y))
+
+        self.step_net = training_network(self.net, config)  # the few no-grad evaluations stay eager
+        self.noise_std = input_noise_std(self.net, config)
+        self.optimizer = make_optimizer([p for p in self.net.parameters() if p.requires_grad], config)
+        self.scheduler = make_scheduler(self.optimizer, config)
+        self.check_every = validation_every(config)
+        # Per forward pass of the training steps (result() adds the final weights' evaluation).
+        self.history: dict[str, list] = {"loss": [], "relative_residual": []}
+        if ground_truth is not None:
+            self.history["error"], self.history["error_iteration"] = [], []
+        if validation is not None:
+            self.history["validation"], self.history["validation_iteration"] = [], []
+
+        with torch.no_grad():
+            self.best_output = self.net().detach().clone()  # scaled, as every stored output
+        self.best_loss, self.best_iteration = math.inf, 0
+        # The minimum of the validation function (relative min_delta), returned on early stopping.
+        self.es_best, self.es_output, self.es_iteration = math.inf, self.best_output, 0
+        self.first_loss: Optional[float] = None
+        self.iteration = 0  # optimizer steps taken; the next forward pass sees these weights
+        self.stop_reason: Optional[str] = None  # non-finite | diverged | early-stop, once stopped
+        self.last_validation: Optional[float] = None  # the validation value of the last forward pass
+        self._output: Optional[torch.Tensor] = None
+        self._start = time.perf_counter()
+
+    @property
+    def stopped(self) -> bool:
+        """Whether a check ended the fit (see ``stop_reason``)."""
+        return self.stop_reason is not None
+
+    def done(self) -> bool:
+        """The budget is spent or a check ended the fit."""
+        return self.stopped or self.iteration >= self.config.iterations
+
+    def _stop(self, reason: str, message: Optional[str] = None):
+        if message is not None:
+            warnings.warn(f"{self.description}: {message}", RuntimeWarning)
+        self.stop_reason = reason
+
+    def _track(self, history: dict, iteration: int, output: torch.Tensor):
+        image = self.to_image(output.detach() / self.scale)
+        if self.ground_truth is not None:
+            gt = self.ground_truth
+            history["error"].append(float(torch.linalg.vector_norm(image - gt) / torch.linalg.vector_norm(gt)))
+            history["error_iteration"].append(iteration)
+        if self.monitor is not None:
+            for key, value in self.monitor(image).items():
+                history.setdefault(key, []).append(float(value))
+            history.setdefault("monitor_iteration", []).append(iteration)
+
+    def loss_and_output(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The forward pass of the next iteration and every check on it: returns (loss, output).
+
+        The loss and output belong to the current weights (iteration ``self.iteration``): they
+        are recorded in the history, the best iterate and, every ``check_every`` iterations, the
+        validation. A non-finite or diverged loss, or early stopping, sets ``stop_reason``;
+        then no optimizer step may follow (the fit returns a stored iterate).
+        """
+        if self.done():
+            raise RuntimeError(f"{self.description}: the fit is done; no step is left")
+        cfg, it = self.config, self.iteration
+        self.last_validation, self._output = None, None
+        noise = None
+        if self.noise_std > 0:
+            noise = self.noise_std * torch.randn(self.net.net_input.shape, generator=self.noise_gen).to(self.device)
+        loss, output = network_step_loss(self.step_net, self.forward_model, self.y, noise, cfg.autocast_dtype)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            self._stop("non-finite", f"loss became non-finite at iteration {it + 1}; "
+                       f"returning the best iterate so far (iteration {self.best_iteration})")
+            return loss, output
+        if self.first_loss is None:
+            self.first_loss = value
+        elif self.first_loss > 0 and value > DIVERGENCE_FACTOR * self.first_loss:
+            self._stop("diverged", f"the fit diverged (loss {value / self.first_loss:.3g} times its start at "
+                       f"iteration {it + 1}; lower the learning rate); returning the best iterate so far "
+                       f"(iteration {self.best_iteration})")
+            return loss, output
+        if value < self.best_loss:
+            self.best_loss, self.best_iteration = value, it
+            self.best_output = output.detach().clone()
+        self.history["loss"].append(value)
+        self.history["relative_residual"].append(math.sqrt(value / self.y_norm2))
+        if (self.ground_truth is not None or self.monitor is not None) and it % cfg.track_every == 0:
+            self._track(self.history, it, output)
+        if self.validation is not None and it % self.check_every == 0:
+            val = self.last_validation = float(self.validation(output.detach() / self.scale))
+            self.history["validation"].append(val)
+            self.history["validation_iteration"].append(it)
+            es = cfg.early_stop or EarlyStopConfig()
+            if val < self.es_best * (1 - es.min_delta):
+                self.es_best, self.es_output, self.es_iteration = val, output.detach().clone(), it
+            elif cfg.early_stop is not None and it - self.es_iteration >= es.patience:
+                self._stop("early-stop")
+                return loss, output
+        self._output = output
+        return loss, output
+
+    def after_step(self):
+        """After the optimizer (and scheduler) step of :meth:`loss_and_output`'s loss: count it."""
+        self.iteration += 1
+        if self.callback is not None:
+            self.callback(self.iteration, self.net, self._output.detach())
+
+    def step(self) -> float:
+        """One iteration: forward pass and checks, then (unless they stopped the fit) backward,
+        optimizer and scheduler steps. Returns the loss of the forward pass (scaled data)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, _ = self.loss_and_output()
+        if not self.stopped:
+            loss.backward()
+            self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
+            self.after_step()
+        return float(loss.detach())
+
+    @property
+    def validation_output(self) -> Optional[torch.Tensor]:
+        """The output (in the units of y) at the minimum of the validation function so far, or
+        None before the first validation."""
+        if not self.history.get("validation"):
+            return None
+        return self.es_output / self.scale
+
+    def result(self) -> FitResult:
+        """The :class:`FitResult` of the fit so far; the fitter itself is left unchanged.
+
+        Unless a check stopped the fit, the final weights are evaluated once more (the last
+        forward pass saw the weights before its step). Returned: the validation minimum on early
+        stopping, the best iterate on a non-finite or diverged loss (or ``return_iterate="best"``,
+        or no step taken), else the last iterate. A fit stopped from outside before its budget
+        (e.g. by a Lightning callback) reports ``stop_reason="interrupted"``.
+        """
+        cfg, it = self.config, self.iteration
+        history = {key: list(values) for key, values in self.history.items()}
+        best_output, best_iteration, best_loss = self.best_output, self.best_iteration, self.best_loss
+        stop_reason = self.stop_reason or ("budget" if it >= cfg.iterations else "interrupted")
+        if not self.stopped and it > 0:
+            with torch.no_grad():
+                final_output = self.net().detach()
+                final_loss = float(squared_norm(self.forward_model(final_output) - self.y))
+            if math.isfinite(final_loss):
+                if final_loss < best_loss:
+                    best_output, best_iteration = final_output.clone(), it
+                history["loss"].append(final_loss)
+                history["relative_residual"].append(math.sqrt(final_loss / self.y_norm2))
+                if self.ground_truth is not None or self.monitor is not None:
+                    self._track(history, it, final_output)
+                last_output, last_iteration = final_output, it
+            else:
+                warnings.warn(f"{self.description}: final loss is non-finite; returning the best iterate",
+                              RuntimeWarning)
+                stop_reason = "non-finite"
+        if stop_reason == "early-stop":
+            returned, returned_iteration = self.es_output, self.es_iteration
+        elif stop_reason in ("non-finite", "diverged") or cfg.return_iterate == "best" or it == 0:
+            returned, returned_iteration = best_output, best_iteration
+        else:
+            returned, returned_iteration = last_output, last_iteration
+        if not bool(torch.isfinite(returned).all()):
+            raise FloatingPointError(f"{self.description}: no finite iterate to return")
+        return FitResult(output=returned / self.scale, history=history, iterations=it,
+                         returned_iteration=returned_iteration, stop_reason=stop_reason, scale=self.scale,
+                         seconds=time.perf_counter() - self._start)
+
+
 def fit(net: nn.Module, forward_model: Callable[[torch.Tensor], torch.Tensor], measurements: torch.Tensor,
         config: Optional[FitConfig] = None, *, ground_truth: Optional[torch.Tensor] = None,
         output_to_image: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
@@ -176,7 +386,8 @@ def fit(net: nn.Module, forward_model: Callable[[torch.Tensor], torch.Tensor], m
         validation: Optional[Callable[[torch.Tensor], float]] = None,
         callback: Optional[Callable[[int, nn.Module, torch.Tensor], None]] = None,
         description: str = "fit") -> FitResult:
-    """Fit ``net`` so that ``forward_model(net())`` matches ``measurements``.
+    """Fit ``net`` so that ``forward_model(net())`` matches ``measurements``: a :class:`Fitter`
+    stepped to the end, with a progress bar.
 
     Args:
         net: un-trained network with ``net_input`` buffer and ``forward(z=None)``.
@@ -187,128 +398,25 @@ def fit(net: nn.Module, forward_model: Callable[[torch.Tensor], torch.Tensor], m
             ``output_to_image(output)`` (default: the output itself) is tracked as "error".
         monitor: called on the (unscaled) image every ``track_every`` iterations; its dict of
             floats is appended to the history (e.g. SSIM against a target).
-        validation: called on the unscaled output every ``early_stop.check_every`` iterations;
-            with ``config.early_stop`` the fit stops at its minimum (patience) and returns it.
+        validation: called on the unscaled output every ``early_stop.check_every`` iterations
+            (10 without ``early_stop``) and recorded in the history; with ``config.early_stop``
+            the fit stops at its minimum (patience) and returns it.
         callback: ``callback(iteration, net, output)`` after every step (scaled output).
 
     Returns:
         :class:`FitResult`. A loss that turns non-finite stops the fit with a warning and the
         best iterate so far; the returned output is never NaN.
     """
-    config = config or FitConfig()
-    to_image = output_to_image or (lambda out: out)
-    device = measurements.device
-    net = net.to(device)
-    net.train()
-    noise_gen = torch.Generator(device="cpu").manual_seed(config.seed)
-
-    scale = data_scale(net, forward_model, measurements) if config.scale_data else 1.0
-    y = measurements * scale
-    y_norm2 = float(squared_norm(y))
-
-    step_net = training_network(net, config)  # the few no-grad evaluations below stay eager
-    noise_std = input_noise_std(net, config)
-    optimizer = make_optimizer([p for p in net.parameters() if p.requires_grad], config)
-    scheduler = make_scheduler(optimizer, config)
-    history: dict[str, list] = {"loss": [], "relative_residual": []}
-    if ground_truth is not None:
-        history["error"], history["error_iteration"] = [], []
-    if validation is not None:
-        history["validation"], history["validation_iteration"] = [], []
-
-    with torch.no_grad():
-        best_output = net().detach().clone()
-    best_loss, best_iter = math.inf, 0
-    es = config.early_stop if validation is not None else None
-    es_best, es_output, es_iter = math.inf, best_output, 0
-    stop_reason, it = "budget", 0
-    start = time.perf_counter()
-
-    def track(iteration: int, output: torch.Tensor):
-        image = to_image(output.detach() / scale)
-        if ground_truth is not None:
-            err = torch.linalg.vector_norm(image - ground_truth) / torch.linalg.vector_norm(ground_truth)
-            history["error"].append(float(err))
-            history["error_iteration"].append(iteration)
-        if monitor is not None:
-            for key, value in monitor(image).items():
-                history.setdefault(key, []).append(float(value))
-            history.setdefault("monitor_iteration", []).append(iteration)
-
-    bar = tqdm(total=config.iterations, desc=description, disable=not config.show_progress, leave=False)
-    for it in range(1, config.iterations + 1):
-        optimizer.zero_grad(set_to_none=True)
-        noise = None
-        if noise_std > 0:
-            noise = noise_std * torch.randn(net.net_input.shape, generator=noise_gen).to(device)
-        loss, output = network_step_loss(step_net, forward_model, y, noise, config.autocast_dtype)
-        loss_value = float(loss.detach())
-        if not math.isfinite(loss_value):
-            warnings.warn(f"{description}: loss became non-finite at iteration {it}; "
-                          f"returning the best iterate so far (iteration {best_iter})", RuntimeWarning)
-            stop_reason, it = "non-finite", it - 1
-            break
-        if it == 1:
-            first_loss = loss_value
-        elif first_loss > 0 and loss_value > DIVERGENCE_FACTOR * first_loss:
-            warnings.warn(f"{description}: the fit diverged (loss {loss_value / first_loss:.3g} times its start at "
-                          f"iteration {it}; lower the learning rate); returning the best iterate so far "
-                          f"(iteration {best_iter})", RuntimeWarning)
-            stop_reason, it = "diverged", it - 1
-            break
-        # The output of this forward pass belongs to the weights before this step.
-        if loss_value < best_loss:
-            best_loss, best_iter = loss_value, it - 1
-            best_output = output.detach().clone()
-        history["loss"].append(loss_value)
-        history["relative_residual"].append(math.sqrt(loss_value / y_norm2))
-        if (ground_truth is not None or monitor is not None) and (it - 1) % config.track_every == 0:
-            track(it - 1, output)
-        if es is not None and (it - 1) % es.check_every == 0:
-            val = float(validation(output.detach() / scale))
-            history["validation"].append(val)
-            history["validation_iteration"].append(it - 1)
-            if val < es_best * (1 - es.min_delta):
-                es_best, es_output, es_iter = val, output.detach().clone(), it - 1
-            elif it - 1 - es_iter >= es.patience:
-                stop_reason, it = "early-stop", it - 1
-                break
-        loss.backward()
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        if callback is not None:
-            callback(it, net, output.detach())
-        if it % 10 == 0 or it == config.iterations:
-            bar.set_postfix(loss=f"{loss_value:.3e}")
+    fitter = Fitter(net, forward_model, measurements, config, ground_truth=ground_truth,
+                    output_to_image=output_to_image, monitor=monitor, validation=validation, callback=callback,
+                    description=description)
+    total = fitter.config.iterations
+    bar = tqdm(total=total, desc=description, disable=not fitter.config.show_progress, leave=False)
+    while not fitter.done():
+        loss = fitter.step()
+        it = fitter.iteration
+        if not fitter.stopped and (it % 10 == 0 or it == total):
+            bar.set_postfix(loss=f"{loss:.3e}")
             bar.update(10 if it % 10 == 0 else it % 10)
     bar.close()
-
-    if stop_reason == "budget" and config.iterations > 0:
-        # Evaluate the final weights once more: the last loop pass saw the weights before its step.
-        with torch.no_grad():
-            final_output = net().detach()
-            final_loss = float(squared_norm(forward_model(final_output) - y))
-        if math.isfinite(final_loss):
-            if final_loss < best_loss:
-                best_loss, best_iter = final_loss, it
-                best_output = final_output.clone()
-            history["loss"].append(final_loss)
-            history["relative_residual"].append(math.sqrt(final_loss / y_norm2))
-            if ground_truth is not None or monitor is not None:
-                track(it, final_output)
-            last_output, last_iter = final_output, it
-        else:
-            warnings.warn(f"{description}: final loss is non-finite; returning the best iterate", RuntimeWarning)
-            stop_reason = "non-finite"
-    if stop_reason == "early-stop":
-        returned, returned_iter = es_output, es_iter
-    elif stop_reason in ("non-finite", "diverged") or config.return_iterate == "best" or config.iterations == 0:
-        returned, returned_iter = best_output, best_iter
-    else:
-        returned, returned_iter = last_output, last_iter
-    if not bool(torch.isfinite(returned).all()):
-        raise FloatingPointError(f"{description}: no finite iterate to return")
-    return FitResult(output=returned / scale, history=history, iterations=it, returned_iteration=returned_iter,
-                     stop_reason=stop_reason, scale=scale, seconds=time.perf_counter() - start)
-
+    return fitter.result()

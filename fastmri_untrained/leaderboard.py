@@ -31,13 +31,15 @@ import h5py
 import numpy as np
 from fastmri.data import transforms
 
-from .errors import InputError, atomic_path
-from .evaluate import METRICS, summarise, volume_metrics
+from .data.readers import TARGET_KEYS
+from .errors import InputError
+from .evaluate import METRICS, format_table, summarise, volume_metrics
+from .files import atomic_path
 
-TARGET_KEYS = {"multicoil": "reconstruction_rss", "singlecoil": "reconstruction_esc"}
 OTHER_CHALLENGE = {"multicoil": "singlecoil", "singlecoil": "multicoil"}
 MAXVAL_CHOICES = ("target", "attr")
 PRED_KEY = "reconstruction"
+COLUMNS = ("volumes",) + METRICS  # the report's table
 
 
 @dataclass
@@ -126,7 +128,7 @@ def read_targets(target_path: Path, challenge: str, acquisition: Optional[str] =
     files, the other challenge's targets, unreadable files).
     """
     if challenge not in TARGET_KEYS:
-        raise InputError("--challenge", f"must be one of {', '.join(TARGET_KEYS)}, got {challenge!r}")
+        raise InputError("challenge", f"must be one of {', '.join(TARGET_KEYS)}, got {challenge!r}")
     key, other_key = TARGET_KEYS[challenge], TARGET_KEYS[OTHER_CHALLENGE[challenge]]
     targets, problems = [], []
     for path in _h5_names(target_path, "target"):
@@ -161,7 +163,7 @@ def read_targets(target_path: Path, challenge: str, acquisition: Optional[str] =
         excluded = [t.name for t in targets if t.acquisition != acquisition]
         targets = [t for t in targets if t.acquisition == acquisition]
         if not targets:
-            raise InputError("--acquisition", f"no target volume has acquisition {acquisition!r} "
+            raise InputError("acquisition", f"no target volume has acquisition {acquisition!r} "
                                               f"(available: {', '.join(available)})")
     return targets, excluded
 
@@ -171,7 +173,7 @@ def method_names(prediction_paths: Sequence[Path]) -> list[str]:
     names = [Path(p).resolve().name for p in prediction_paths]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise InputError("--predictions-path", f"several directories are named {', '.join(dupes)}; the "
+        raise InputError("prediction_paths", f"several directories are named {', '.join(dupes)}; the "
                                                "directory name is the method name, so rename or symlink them")
     return names
 
@@ -226,7 +228,7 @@ def fastmri_crop(target: np.ndarray, recon: np.ndarray) -> tuple[np.ndarray, np.
 def evaluate_volume(target_file: Path, pred_file: Path, challenge: str, maxval: str = "target") -> dict:
     """NMSE, PSNR, SSIM of one prediction file against one target file (see module doc)."""
     if maxval not in MAXVAL_CHOICES:
-        raise InputError("--maxval", f"must be one of {', '.join(MAXVAL_CHOICES)}, got {maxval!r}")
+        raise InputError("maxval", f"must be one of {', '.join(MAXVAL_CHOICES)}, got {maxval!r}")
     with h5py.File(target_file, "r") as hf:
         target = hf[TARGET_KEYS[challenge]][()]
         max_attr = hf.attrs.get("max")
@@ -255,19 +257,6 @@ def evaluate_volume(target_file: Path, pred_file: Path, challenge: str, maxval: 
     return row
 
 
-def _aggregate(rows: list[dict]) -> dict:
-    """summarise's means, with fastmri.evaluate.Metrics' sample standard deviations (ddof=1)."""
-    summary = summarise(rows)
-    for name, stats in summary.items():
-        for metric in METRICS:
-            values = np.array([r[metric] for r in rows if r["method"] == name], dtype=np.float64)
-            stats[metric + "_std"] = float(values.std(ddof=1)) if values.size > 1 else None
-    ranked = sorted(summary, key=lambda n: (-summary[n]["SSIM"], n))
-    for rank, name in enumerate(ranked, 1):
-        summary[name]["rank"] = rank
-    return summary
-
-
 def evaluate_predictions(target_path: Path, prediction_paths: Sequence[Path], challenge: str,
                          acquisition: Optional[str] = None, maxval: str = "target",
                          log: Callable[[str], None] = lambda m: None) -> Leaderboard:
@@ -276,9 +265,9 @@ def evaluate_predictions(target_path: Path, prediction_paths: Sequence[Path], ch
     All inputs are checked before any metric is computed; InputError lists every problem.
     """
     if maxval not in MAXVAL_CHOICES:
-        raise InputError("--maxval", f"must be one of {', '.join(MAXVAL_CHOICES)}, got {maxval!r}")
+        raise InputError("maxval", f"must be one of {', '.join(MAXVAL_CHOICES)}, got {maxval!r}")
     if not prediction_paths:
-        raise InputError("--predictions-path", "give at least one prediction directory")
+        raise InputError("prediction_paths", "give at least one prediction directory")
     targets, excluded = read_targets(Path(target_path), challenge, acquisition)
     names = method_names(prediction_paths)
     board = Leaderboard(challenge=challenge, maxval=maxval, acquisition=acquisition, excluded=excluded)
@@ -292,9 +281,9 @@ def evaluate_predictions(target_path: Path, prediction_paths: Sequence[Path], ch
             row = {"method": name, "file": t.name, "acquisition": t.acquisition, "slices": t.shape[0]}
             row.update(evaluate_volume(t.path, Path(pred_dir) / t.name, challenge, maxval))
             board.rows.append(row)
-    board.summary = _aggregate(board.rows)
+    board.summary = summarise(board.rows)
     for acq in sorted({r["acquisition"] for r in board.rows}):
-        board.by_acquisition[acq] = _aggregate([r for r in board.rows if r["acquisition"] == acq])
+        board.by_acquisition[acq] = summarise([r for r in board.rows if r["acquisition"] == acq])
     return board
 
 
@@ -302,30 +291,13 @@ def evaluate_predictions(target_path: Path, prediction_paths: Sequence[Path], ch
 # Reports
 
 
-def _pm(mean: float, std: Optional[float], fmt: str) -> str:
-    return f"{mean:{fmt}}" + (f" ± {std:{fmt}}" if std is not None else "")
-
-
-def format_leaderboard(summary: dict, title: str = "") -> str:
-    """Ranked plain-text table: rank, method, volumes, mean ± std of each metric."""
-    fmts = {"NMSE": ".4f", "PSNR": ".2f", "SSIM": ".4f"}
-    width = max([len(n) for n in summary] + [6]) + 2
-    header = f"{'rank':>4}  {'method':<{width}}{'volumes':>8}" + "".join(f"{m:>20}" for m in METRICS)
-    lines = ([title] if title else []) + [header, "-" * len(header)]
-    for name in sorted(summary, key=lambda n: summary[n]["rank"]):
-        s = summary[name]
-        cells = "".join(f"{_pm(s[m], s[m + '_std'], fmts[m]):>20}" for m in METRICS)
-        lines.append(f"{s['rank']:>4}  {name:<{width}}{s['volumes']:>8}" + cells)
-    return "\n".join(lines)
-
-
 def format_report(board: Leaderboard) -> str:
     """The overall table, then one table per acquisition, plus notes on excluded files."""
     what = f"{board.challenge}, maxval={board.maxval}"
-    parts = [format_leaderboard(board.summary, f"fastMRI leaderboard ({what}; ranked by SSIM; mean ± std):")]
+    parts = [format_table(board.summary, COLUMNS, f"fastMRI leaderboard ({what}; ranked by SSIM; mean ± std):")]
     if len(board.by_acquisition) > 1:
         for acq, summary in board.by_acquisition.items():
-            parts.append(format_leaderboard(summary, f"acquisition {acq}:"))
+            parts.append(format_table(summary, COLUMNS, f"acquisition {acq}:"))
     if board.excluded:
         parts.append(f"{len(board.excluded)} target volume(s) excluded by --acquisition {board.acquisition}: "
                      + ", ".join(board.excluded))
@@ -362,12 +334,11 @@ VOLUME_COLUMNS = ("method", "file", "acquisition", "slices", "maxval") + METRICS
 
 def metric_bars(board: Leaderboard, path: Path) -> Path:
     """One panel per metric: mean per method (ranked order) with ±1 std error bars."""
-    import matplotlib.pyplot as plt
-
-    from . import figures  # noqa: F401  (selects the Agg backend)
+    from .figures import new_figure, save_png
 
     names = board.ranking()
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 0.5 * len(names) + 2.2))
+    fig = new_figure(figsize=(3.2 * len(METRICS), 0.5 * len(names) + 2.2))
+    axes = fig.subplots(1, len(METRICS))
     for ax, metric in zip(axes, METRICS):
         means = [board.summary[n][metric] for n in names]
         stds = [board.summary[n][metric + "_std"] or 0.0 for n in names]
@@ -380,10 +351,7 @@ def metric_bars(board: Leaderboard, path: Path) -> Path:
             ax.set_xlim(max(0.0, min(means) - 2 * max(stds + [0.02])), 1.0)
     fig.suptitle(f"{board.challenge}: mean ± std over volumes", fontsize=10)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_png(fig, path)
 
 
 def slice_figure(board: Leaderboard, target_path: Path, prediction_paths: Sequence[Path], path: Path,
@@ -448,7 +416,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--predictions-path", type=Path, nargs="+", required=True,
                    help="one or more directories of reconstructions (one h5 per volume, key 'reconstruction'); "
                         "the directory name is the method name")
-    p.add_argument("--challenge", choices=tuple(TARGET_KEYS), required=True)
+    p.add_argument("--challenge", choices=tuple(TARGET_KEYS), required=True,
+                   help="which targets to score against: reconstruction_rss (multicoil) or _esc (singlecoil)")
     p.add_argument("--acquisition", default=None,
                    help="only volumes with this 'acquisition' attribute (e.g. CORPD_FBK, AXT2); default: all")
     p.add_argument("--maxval", choices=MAXVAL_CHOICES, default="target",

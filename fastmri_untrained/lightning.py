@@ -18,16 +18,17 @@ not subclass fastMRI's ``MriModule``):
         Trainer(accelerator="auto", devices=2, strategy="ddp", use_distributed_sampler=False).test(module, dm)
 
 :class:`FitModule`
-    The fit of one problem as ``Trainer.fit``: one optimizer step per iteration, the same
-    loss (:func:`fit.network_step_loss`), optimizer and schedule (:func:`fit.make_optimizer`,
-    :func:`fit.make_scheduler`) and data scaling (:func:`fit.data_scale`) as :func:`fit.fit`,
-    so Lightning's callbacks (EarlyStopping on ``val_holdout``, ModelCheckpoint,
+    The fit of one problem as ``Trainer.fit``: one optimizer step per iteration, driving the
+    same :class:`fit.Fitter` that :func:`fit.fit` steps (loss, data scaling, optimizer and
+    schedule, and the checks: non-finite loss, divergence, best iterate, early stopping), so
+    Lightning's callbacks (EarlyStopping on ``val_holdout``, ModelCheckpoint,
     LearningRateMonitor, gradient clipping, mixed precision) apply to it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 import warnings
@@ -38,19 +39,19 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import pytorch_lightning as pl
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader, SequentialSampler
 
 from .data.slices import FileSliceDataset, slice_dataset
 from .errors import InputError
-from .evaluate import METRICS
-from .fit import (FitConfig, FitResult, data_scale, input_noise_std, make_optimizer, make_scheduler,
-                  network_step_loss, squared_norm, training_network)
-from .mri import MRISample, holdout_split, kspace_nmse, sample_from_varnet
-from .pipeline import (MaskSpec, check_output_dir, finished_rows, for_slice, h5_files, holdout_score,
-                       make_reconstructor, save_volume, volume_row, write_reports)
-from .recon import UNTRAINED_METHODS, MRIProblem, UntrainedConfig
+from .evaluate import METRICS, VolumeTable
+from .fit import FitConfig, Fitter, FitResult, validation_every
+from .mri import MRISample, sample_from_varnet
+from .pipeline import (MaskSpec, VolumeAssembler, check_output_dir, finished_rows, for_slice, h5_files,
+                       holdout_score, make_reconstructor, save_volume, volume_row, write_reports)
+from .recon import UNTRAINED_METHODS, MRIProblem, UntrainedConfig, holdout_validation
 
+# The per-volume values gathered from all processes (besides the file name and method).
+TABLE_COLUMNS = ("seconds", *METRICS, "holdout_nmse")
 # Trainer precision -> the fitting engine's autocast dtype (the engine autocasts the network
 # only, and keeps the complex forward model in float32, which Lightning's autocast would not).
 MIXED_PRECISION = {"16-mixed": "float16", "bf16-mixed": "bfloat16"}
@@ -206,10 +207,9 @@ class SliceReconstructionModule(pl.LightningModule):
         # A custom reconstructor (any callable MRISample -> Reconstruction) replaces the method's.
         self.reconstructor = reconstructor
         self.rows: list[dict] = []
-        self._pending: dict[str, dict] = {}
-        self._volume_sizes: dict[str, int] = {}
+        self._volumes = VolumeAssembler({})
+        self._seconds: dict[str, float] = {}
         self._sources: dict[str, Path] = {}  # volume name -> its data file (geometry of the viewer formats)
-        self._local_rows: list[dict] = []
         self._image_dir: Optional[Path] = None
         self._images_logged = 0
 
@@ -238,8 +238,9 @@ class SliceReconstructionModule(pl.LightningModule):
             name = Path(raw.fname).name
             sizes[name] = sizes.get(name, 0) + 1
             self._sources[name] = Path(raw.fname)
-        self._volume_sizes = sizes
-        self._pending, self._local_rows, self._images_logged = {}, [], 0
+        self._volumes, self._seconds = VolumeAssembler(sizes), {}
+        self._table = VolumeTable(sorted(sizes), TABLE_COLUMNS).to(self.device)
+        self._images_logged = 0
         self._recon = self._reconstructor_for(self.device)
         if self.config.out_dir is not None:
             check_output_dir(self.config.out_dir)
@@ -285,25 +286,20 @@ class SliceReconstructionModule(pl.LightningModule):
     # -- volumes ------------------------------------------------------------------------------
     def _add_slice(self, sample: MRISample, image: np.ndarray, holdout: Optional[float], seconds: float):
         fname = Path(sample.fname).name
-        vol = self._pending.setdefault(fname, {"slices": {}, "seconds": 0.0})
-        if sample.slice_num in vol["slices"] or vol.get("done"):
-            return  # each slice counts once, whatever a sampler repeats
-        vol["seconds"] += seconds
+        self._seconds[fname] = self._seconds.get(fname, 0.0) + seconds
         # Keep the target etc. (for metrics) but not the k-space.
-        vol["slices"][sample.slice_num] = (sample._replace(kspace=None, mask=None), image, holdout)
-        if len(vol["slices"]) == self._volume_sizes.get(fname, -1):
-            self._finish_volume(fname, vol)
+        volume = self._volumes.add(fname, sample.slice_num, (sample._replace(kspace=None, mask=None), image, holdout))
+        if volume is not None:
+            self._finish_volume(fname, volume)
 
-    def _finish_volume(self, fname: str, vol: dict):
-        order = sorted(vol["slices"])
-        samples = [vol["slices"][k][0] for k in order]
-        volume = np.stack([vol["slices"][k][1] for k in order])
-        holdout = [vol["slices"][k][2] for k in order if vol["slices"][k][2] is not None]
+    def _finish_volume(self, fname: str, slices: list):
+        samples = [sample for sample, _, _ in slices]
+        volume = np.stack([image for _, image, _ in slices])
+        holdout = [h for _, _, h in slices if h is not None]
         if self.config.out_dir is not None:
             save_volume(Path(self.config.out_dir), fname, volume, self.config.output_formats, self._sources.get(fname))
-        row = volume_row(fname, self.config.method, volume, samples, vol["seconds"], holdout)
-        self._local_rows.append(row)
-        self._pending[fname] = {"slices": {}, "done": True}  # free the images
+        row = volume_row(fname, self.config.method, volume, samples, self._seconds.pop(fname), holdout)
+        self._table.update(row)
         if samples[0].target is not None and self._images_logged < self.config.log_images:
             self._log_image(fname, samples, volume, row)
 
@@ -325,16 +321,15 @@ class SliceReconstructionModule(pl.LightningModule):
                 experiment.add_image(name, np.clip(panel, 0, 1)[None], self._images_logged)
 
     def _end(self) -> list[dict]:
-        incomplete = [f for f, v in self._pending.items() if not v.get("done")]
+        incomplete = self._volumes.incomplete
         if incomplete:  # not raised: the other processes are about to gather
             warnings.warn(f"volumes not completed (not written) by this process: {incomplete}", RuntimeWarning)
-        rows = self._local_rows
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            gathered: list = [None] * dist.get_world_size()
-            dist.all_gather_object(gathered, rows)
-            rows = [r for part in gathered for r in part]
         cfg = self.config
-        self.rows = sorted(rows, key=lambda r: r["file"])
+        with warnings.catch_warnings():  # a process without a volume never called update()
+            warnings.filterwarnings("ignore", message=".*called before the ``update`` method.*")
+            rows = self._table.compute()  # every process's volumes (torchmetrics reduces across them)
+        self.rows = [{"file": r["file"], "method": cfg.method, **{k: v for k, v in r.items() if k != "file"}}
+                     for r in rows]
         if cfg.out_dir is not None and cfg.data_path is not None:  # every finished volume, not only this run's
             self.rows = finished_rows(h5_files(cfg.data_path), cfg.out_dir, cfg.method, cfg.challenge, self.rows)
         if cfg.out_dir is not None and cfg.write_reports and self.trainer.is_global_zero:
@@ -374,7 +369,7 @@ def parse_devices(devices) -> int | str | list[int]:
             return [int(d) for d in text.split(",") if d.strip()]
         return int(text)
     except ValueError:
-        raise InputError("--devices", f"expected 'auto', a count or a list of indices like 0,1; got {devices!r}")
+        raise InputError("devices", f"expected 'auto', a count or a list of indices like 0,1; got {devices!r}")
 
 
 def check_trainer_args(accelerator: str = "auto", devices="auto", num_nodes: int = 1, strategy: str = "auto",
@@ -386,13 +381,13 @@ def check_trainer_args(accelerator: str = "auto", devices="auto", num_nodes: int
             present), unknown strategies or precisions.
     """
     if accelerator not in ACCELERATORS:
-        raise InputError("--accelerator", f"unknown accelerator {accelerator!r}; choose from {', '.join(ACCELERATORS)}")
+        raise InputError("accelerator", f"unknown accelerator {accelerator!r}; choose from {', '.join(ACCELERATORS)}")
     if strategy not in STRATEGIES:
-        raise InputError("--strategy", f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+        raise InputError("strategy", f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
     if str(precision) not in PRECISIONS:
-        raise InputError("--precision", f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+        raise InputError("precision", f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     if num_nodes < 1:
-        raise InputError("--num-nodes", f"must be >= 1, got {num_nodes}")
+        raise InputError("num_nodes", f"must be >= 1, got {num_nodes}")
     devices = parse_devices(devices)
     cuda = torch.cuda.is_available()
     kind = accelerator
@@ -400,22 +395,22 @@ def check_trainer_args(accelerator: str = "auto", devices="auto", num_nodes: int
         kind = "gpu" if cuda else "cpu"
     if kind in ("gpu", "cuda"):
         if not cuda:
-            raise InputError("--accelerator", f"{accelerator} requested but no CUDA device is available here")
+            raise InputError("accelerator", f"{accelerator} requested but no CUDA device is available here")
         count = torch.cuda.device_count()
         if isinstance(devices, int) and devices > count:
-            raise InputError("--devices", f"{devices} GPUs requested but only {count} available")
+            raise InputError("devices", f"{devices} GPUs requested but only {count} available")
         if isinstance(devices, list) and any(not 0 <= d < count for d in devices):
-            raise InputError("--devices", f"GPU indices {devices} requested but only {count} GPUs (0..{count - 1})")
+            raise InputError("devices", f"GPU indices {devices} requested but only {count} GPUs (0..{count - 1})")
     elif kind == "mps" and not torch.backends.mps.is_available():
-        raise InputError("--accelerator", "mps requested but MPS is not available here")
+        raise InputError("accelerator", "mps requested but MPS is not available here")
     elif kind == "cpu" and isinstance(devices, list):
-        raise InputError("--devices", "CPU devices are a process count, not a list of indices")
+        raise InputError("devices", "CPU devices are a process count, not a list of indices")
     if isinstance(devices, int) and devices == 0 or (isinstance(devices, int) and devices < -1):
-        raise InputError("--devices", f"must be >= 1, -1 (all) or 'auto'; got {devices}")
+        raise InputError("devices", f"must be >= 1, -1 (all) or 'auto'; got {devices}")
     if kind == "cpu" and devices == -1:
-        raise InputError("--devices", "-1 (all) is for GPUs; give a process count on CPU")
+        raise InputError("devices", "-1 (all) is for GPUs; give a process count on CPU")
     if str(precision) == "16-mixed" and kind == "cpu":
-        raise InputError("--precision", "16-mixed needs a GPU; use bf16-mixed on CPU")
+        raise InputError("precision", "16-mixed needs a GPU; use bf16-mixed on CPU")
     return dict(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
                 precision=str(precision))
 
@@ -436,6 +431,110 @@ def default_loggers(save_dir: Path, name: str = "reconstruct") -> list:
 
 
 # --------------------------------------------------------------------------------------------
+# The dataset-level driver
+# --------------------------------------------------------------------------------------------
+
+def reconstruct_dataset(data_path: Path | str, out_dir: Path | str, method: str = "conv-decoder",
+                        challenge: str = "multicoil", mask: Optional[MaskSpec] = None,
+                        reconstructor: Optional[Callable] = None, report_holdout: Optional[float] = None,
+                        seed: int = 0, *, lamda: Optional[float] = None, trainer: Optional[dict] = None,
+                        output_formats: Sequence[str] = ("fastmri",), resume: bool = True,
+                        log_dir: Optional[Path] = None, log_images: int = 1, progress: bool = True,
+                        log: Callable[[str], None] = print) -> Optional[list[dict]]:
+    """Reconstruct every fastMRI h5 file of ``data_path`` into ``out_dir``: the one driver of
+    every dataset-level run (``reconstruct``, ``demo``, the leaderboard, the Python API), through
+    :class:`SliceReconstructionModule` and ``Trainer.test`` on 1..N processes.
+
+    Args:
+        data_path: a directory of fastMRI h5 files (``kspace``: (slices, coils, H, W) complex64
+            for multicoil, (slices, H, W) for singlecoil).
+        out_dir: one h5 per volume is written there (``reconstruction``: (slices, h, w) float32 at
+            fastMRI's target size), plus ``metrics.json`` when the files have targets and
+            ``holdout.json`` with ``report_holdout``; Lightning's logs go to ``log_dir``
+            (default ``out_dir/logs``).
+        method: an un-trained or classical method (``pipeline.METHODS``).
+        challenge: "multicoil" or "singlecoil".
+        mask: retrospective undersampling of fully sampled files (default: equispaced_fraction,
+            4x, centre 0.08); already undersampled files keep their own mask.
+        reconstructor: an :class:`recon.UntrainedReconstructor` (its config is used, on the
+            Trainer's device) or any callable ``(MRISample) -> Reconstruction``; default: the
+            method's, with package defaults.
+        report_holdout: also score each slice's prediction of this fraction of its samples.
+        seed: every slice is fitted from a seed derived from (seed, file, slice).
+        lamda: the weight of a classical method (None: its default).
+        trainer: the Trainer's device arguments (``accelerator``, ``devices``, ``num_nodes``,
+            ``strategy``, ``precision``; :func:`check_trainer_args`); default: CPU, one process.
+        output_formats: besides "fastmri" (always written), "nifti" and/or "dicom".
+        resume: skip volumes already in ``out_dir`` (False: reconstruct and overwrite them).
+
+    Returns:
+        On the global-zero process, one dict per finished volume of ``data_path`` (file, method,
+        seconds and, where targets exist, NMSE / PSNR / SSIM as ``fastmri.evaluate``); None on
+        the other processes. Every process (DDP re-runs the calling program per rank) lists the
+        unfinished volumes before the Trainer starts, so all ranks agree on the work.
+    """
+    from pytorch_lightning.utilities import rank_zero_only
+
+    from .data.readers import validate_fastmri_file
+    from .pipeline import check_inputs
+    from .recon import UntrainedReconstructor
+
+    rank0 = rank_zero_only.rank == 0
+    log = log if rank0 else (lambda message: None)
+    targs = check_trainer_args(**(trainer or {"accelerator": "cpu", "devices": 1}))
+    data_path, out = Path(data_path), Path(out_dir)
+    mask = mask or MaskSpec()
+    if data_path.resolve() == out.resolve():
+        raise InputError("out_dir", "must not be the input data directory (the run would read its own output)")
+    files = h5_files(data_path, log=log)
+    out = check_output_dir(out)
+    infos = [validate_fastmri_file(f, challenge) for f in files]
+    untrained = None
+    if isinstance(reconstructor, UntrainedReconstructor):
+        untrained, reconstructor = reconstructor.config, None
+    check_inputs(infos, mask, method, untrained, log=log)
+    formats = tuple(dict.fromkeys(["fastmri", *output_formats]))
+    pending = []
+    for f in files:
+        if resume and (out / f.name).exists():
+            log(f"{f.name}: already reconstructed, skipped")
+            if rank0:  # a rerun asking for more formats: written from the finished h5
+                from .export import write_missing
+
+                write_missing(out, f, formats)
+        else:
+            pending.append(f.name)
+    if not pending:  # nothing to fit: the reports still cover every finished volume
+        if not rank0:
+            return None
+        rows = finished_rows(files, out, method, challenge, [])
+        write_reports(out, method, rows, report_holdout)
+        return rows
+    config = ReconConfig(method=method, untrained=untrained, lamda=lamda, out_dir=out, challenge=challenge,
+                         report_holdout=report_holdout, seed=seed, log_images=log_images, show_progress=progress,
+                         data_path=data_path, output_formats=formats)
+    module = SliceReconstructionModule(config, reconstructor=reconstructor)
+    data = FastMRIDataModule(DataConfig(data_path, challenge, mask, files=pending))
+    runner = pl.Trainer(**targs, logger=default_loggers(Path(log_dir) if log_dir else out / "logs"),
+                        default_root_dir=out, use_distributed_sampler=False, enable_checkpointing=False,
+                        enable_model_summary=False, enable_progress_bar=progress)
+    metrics_json = out / "metrics.json"
+    stamp = metrics_json.stat().st_mtime_ns if metrics_json.exists() else None
+    try:
+        runner.test(module, datamodule=data, verbose=False)
+    except SystemExit:
+        if runner.interrupted:  # Lightning turns Ctrl-C into exit(1) after its own teardown
+            raise KeyboardInterrupt from None
+        raise
+    if not runner.is_global_zero:
+        return None
+    if not module.rows and metrics_json.exists() and metrics_json.stat().st_mtime_ns != stamp:
+        # ddp_spawn ran the module in child processes: its rows come back through the report.
+        return json.loads(metrics_json.read_text())["rows"]
+    return module.rows
+
+
+# --------------------------------------------------------------------------------------------
 # One fit as a Lightning training loop
 # --------------------------------------------------------------------------------------------
 
@@ -453,18 +552,27 @@ class _Steps(torch.utils.data.Dataset):
 
 
 class FitModule(pl.LightningModule):
-    """``min ||A G(theta) - s y||^2`` as ``Trainer.fit``: one optimizer step per batch.
+    """``min ||A G(theta) - s y||^2`` as ``Trainer.fit``: one optimizer step per batch, driving
+    a :class:`fit.Fitter` -- the object :func:`fit.fit` steps -- so the loss, data scaling, input
+    noise, optimizer and schedule, and every check (non-finite loss, divergence, best iterate,
+    early stopping on ``config.early_stop``, history) are the fitting engine's. Lightning owns
+    the backward pass and the optimizer and scheduler steps (so gradient clipping and mixed
+    precision apply); the fitter is built in :meth:`configure_optimizers`, once the module is
+    on its device.
 
     A Lightning epoch is ``check_every`` steps (``config.early_stop.check_every``, else 10), so
     the held-out loss ``val_holdout`` -- when a ``validation`` function is given -- is logged
     once per epoch, at the first step, on the output of the weights before that step (as
     :func:`fit.fit` does): ``EarlyStopping(monitor="val_holdout")`` and
     ``ModelCheckpoint(monitor="val_holdout")`` work as usual. Run it with
-    ``max_steps=config.iterations`` (:meth:`trainer_kwargs`).
+    ``max_steps=config.iterations`` (:meth:`trainer_kwargs`). When the fitter stops the fit, the
+    step returns None (no optimizer step; Lightning warns once, and still counts it in
+    ``trainer.global_step``) and the Trainer stops.
 
-    After fitting: ``losses`` (per step, scaled data as in ``fit``'s history), :meth:`output`
-    (the final weights' output in the units of ``y``) and ``best_output`` (the output at the
-    minimum of ``val_holdout``).
+    After fitting: :meth:`result` (the :class:`fit.FitResult`, as :func:`fit.fit` returns it),
+    ``losses`` (per step, scaled data as in ``fit``'s history), :meth:`output` (the final
+    weights' output in the units of ``y``) and ``best_output`` (the output at the minimum of
+    ``val_holdout``, up to ``early_stop.min_delta``).
     """
 
     def __init__(self, net: torch.nn.Module, forward_model: Callable, measurements: torch.Tensor,
@@ -475,22 +583,13 @@ class FitModule(pl.LightningModule):
         self.config = config or FitConfig()
         self.validation = validation
         self.register_buffer("measurements", measurements, persistent=False)
-        self.register_buffer("y", measurements.clone(), persistent=False)
-        self.scale = 1.0
-        self.losses: list[float] = []
-        self.val_history: list[tuple[int, float]] = []
-        self.best_output: Optional[torch.Tensor] = None
-        self._best_val = math.inf
-        self._noise_gen: Optional[torch.Generator] = None
-        self._scaled = False
-        # config.compile: the compiled network for the training steps, kept in a dict so that it
-        # is not registered as a second copy of the submodule (state_dict, DDP).
-        self._step_net: dict = {}
+        # A plain object, not a submodule: its compiled network (config.compile) is no second
+        # copy of the weights in the state_dict or under DDP.
+        self.fitter: Optional[Fitter] = None
 
     @property
     def steps_per_epoch(self) -> int:
-        every = self.config.early_stop.check_every if self.config.early_stop is not None else 10
-        return max(1, min(every, self.config.iterations))
+        return max(1, min(validation_every(self.config), self.config.iterations))
 
     def trainer_kwargs(self) -> dict:
         """``max_steps`` / ``max_epochs`` for exactly ``config.iterations`` optimizer steps, and
@@ -502,50 +601,78 @@ class FitModule(pl.LightningModule):
     def forward(self, z: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.net(z)
 
-    def on_fit_start(self):
-        if not self._scaled:  # as fit.fit: once, from the initial weights, in train mode
-            self.net.train()
-            self.scale = data_scale(self.net, self.forward_model, self.measurements) if self.config.scale_data else 1.0
-            self.y = self.measurements * self.scale
-            self._scaled = True
-        self._noise_gen = torch.Generator(device="cpu").manual_seed(self.config.seed)
+    def _make_fitter(self) -> Fitter:
+        # Once, from the initial weights (the data scale is fit.fit's); a second Trainer.fit
+        # continues this fit.
+        if self.fitter is None:
+            precision = str(self.trainer.precision) if self._trainer is not None else "32-true"
+            config = dataclasses.replace(self.config,
+                                         autocast_dtype=MIXED_PRECISION.get(precision, self.config.autocast_dtype))
+            self.fitter = Fitter(self.net, self.forward_model, self.measurements, config,
+                                 validation=self.validation, description="FitModule")
+        return self.fitter
+
+    @property
+    def scale(self) -> float:
+        return self.fitter.scale if self.fitter is not None else 1.0
+
+    @property
+    def losses(self) -> list[float]:
+        return self.fitter.history["loss"] if self.fitter is not None else []
+
+    @property
+    def val_history(self) -> list[tuple[int, float]]:
+        """(step, val_holdout) per validation."""
+        if self.fitter is None or self.validation is None:
+            return []
+        return list(zip(self.fitter.history["validation_iteration"], self.fitter.history["validation"]))
+
+    @property
+    def best_output(self) -> Optional[torch.Tensor]:
+        return None if self.fitter is None else self.fitter.validation_output
+
+    @property
+    def _step_net(self) -> dict:
+        """The network the training steps call (compiled with ``config.compile``)."""
+        return {} if self.fitter is None else {"net": self.fitter.step_net}
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(_Steps(self.steps_per_epoch), batch_size=1)
 
     def configure_optimizers(self):
-        optimizer = make_optimizer([p for p in self.net.parameters() if p.requires_grad], self.config)
-        scheduler = make_scheduler(optimizer, self.config)
-        if scheduler is None:
-            return optimizer
+        fitter = self._make_fitter()
+        if fitter.scheduler is None:
+            return fitter.optimizer
         # fit.fit steps the schedule once per iteration.
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {"optimizer": fitter.optimizer, "lr_scheduler": {"scheduler": fitter.scheduler, "interval": "step"}}
 
     def training_step(self, batch, batch_idx: int):
-        cfg = self.config
-        noise = None
-        noise_std = input_noise_std(self.net, cfg)
-        if noise_std > 0:
-            noise = noise_std * torch.randn(self.net.net_input.shape, generator=self._noise_gen).to(self.device)
-        autocast = MIXED_PRECISION.get(str(self.trainer.precision), cfg.autocast_dtype)
+        fitter = self.fitter
+        if fitter.done():  # a second Trainer.fit after the budget: nothing left
+            self.trainer.should_stop = True
+            return None
         # The engine autocasts the network only (complex forward model stays float32).
         with torch.autocast(device_type=self.device.type, enabled=False):
-            if "net" not in self._step_net:
-                self._step_net["net"] = training_network(self.net, cfg)
-            loss, output = network_step_loss(self._step_net["net"], self.forward_model, self.y, noise, autocast)
-        value = float(loss.detach())
-        self.losses.append(value)
+            loss, _ = fitter.loss_and_output()
+        if fitter.last_validation is not None:
+            self.log("val_holdout", fitter.last_validation, prog_bar=True, on_step=False, on_epoch=True, batch_size=1)
+        if fitter.stopped:  # non-finite, diverged or early stop: no optimizer step follows
+            self.trainer.should_stop = True
+            return None
         self.log("loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
-        self.log("relative_residual", math.sqrt(value / float(squared_norm(self.y))), on_step=True,
-                 on_epoch=False, batch_size=1)
-        if self.validation is not None and batch_idx == 0:
-            unscaled = output.detach().float() / self.scale
-            val = float(self.validation(unscaled))
-            self.val_history.append((self.global_step, val))
-            if val < self._best_val:
-                self._best_val, self.best_output = val, unscaled.clone()
-            self.log("val_holdout", val, prog_bar=True, on_step=False, on_epoch=True, batch_size=1)
+        self.log("relative_residual", fitter.history["relative_residual"][-1], on_step=True, on_epoch=False,
+                 batch_size=1)
         return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int):
+        # After Lightning's optimizer step (it steps the schedule next, as fit.fit does); a step
+        # that the fitter stopped (done) took no optimizer step, so it is not counted.
+        if self.fitter is not None and not self.fitter.done():
+            self.fitter.after_step()
+
+    def result(self) -> FitResult:
+        """The fit's :class:`fit.FitResult` (:meth:`fit.Fitter.result`)."""
+        return self._make_fitter().result()
 
     @torch.no_grad()
     def output(self) -> torch.Tensor:
@@ -558,40 +685,20 @@ def fit_with_trainer(net: torch.nn.Module, forward_model: Callable, measurements
                      config: Optional[FitConfig] = None, validation: Optional[Callable] = None,
                      callbacks: Sequence = (), **trainer_kwargs) -> tuple[FitResult, FitModule]:
     """:func:`fit.fit` through ``Trainer.fit`` (CPU, no logger unless given); returns
-    (FitResult, module). With ``validation`` and ``config.early_stop``, an ``EarlyStopping`` on
-    ``val_holdout`` is added and the output at its minimum is returned, as ``fit.fit`` does."""
-    from pytorch_lightning.callbacks import EarlyStopping
-
+    (FitResult, module). The module's :class:`fit.Fitter` makes the checks, so the result --
+    early stopping on ``validation`` with ``config.early_stop`` included -- is ``fit.fit``'s."""
     config = config or FitConfig()
     module = FitModule(net, forward_model, measurements, config, validation)
-    callbacks = list(callbacks)
-    early = validation is not None and config.early_stop is not None
-    if early:
-        es = config.early_stop
-        callbacks.append(EarlyStopping("val_holdout", min_delta=0.0, check_on_train_epoch_end=True,
-                                       patience=max(1, es.patience // module.steps_per_epoch)))
     kwargs = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                   enable_model_summary=False, enable_progress_bar=config.show_progress, num_sanity_val_steps=0)
     kwargs.update(module.trainer_kwargs())
     kwargs.update(trainer_kwargs)
-    trainer = pl.Trainer(callbacks=callbacks, **kwargs)
-    start = time.perf_counter()
-    trainer.fit(module)
-    steps = trainer.global_step
-    stopped = early and steps < config.iterations
-    returned = steps
-    if stopped and module.best_output is not None:
-        output = module.best_output
-        returned = min(module.val_history, key=lambda sv: sv[1])[0]
-    else:
-        output = module.output()
-    history = {"loss": list(module.losses)}
-    if module.val_history:
-        history["validation_iteration"] = [i for i, _ in module.val_history]
-        history["validation"] = [v for _, v in module.val_history]
-    return FitResult(output=output, history=history, iterations=steps, returned_iteration=returned,
-                     stop_reason="early-stop" if stopped else "budget", scale=module.scale,
-                     seconds=time.perf_counter() - start), module
+    trainer = pl.Trainer(callbacks=list(callbacks), **kwargs)
+    with warnings.catch_warnings():
+        # A step that the fitter stops returns None on purpose (no optimizer step).
+        warnings.filterwarnings("ignore", message="`training_step` returned `None`")
+        trainer.fit(module)
+    return module.result(), module
 
 
 def slice_fit_module(sample: MRISample, config: UntrainedConfig, holdout_fraction: Optional[float] = None
@@ -604,13 +711,7 @@ def slice_fit_module(sample: MRISample, config: UntrainedConfig, holdout_fractio
     fraction = holdout_fraction or (config.holdout_fraction if config.early_stop == "holdout" else None)
     validation, fit_mask = None, problem.mask
     if fraction:
-        fit_mask, held = holdout_split(problem.mask.cpu(), fraction, seed=config.seed)
-        fit_mask, held = fit_mask.to(problem.mask.device), held.to(problem.mask.device)
-        full_op = problem.operator(torch.ones_like(problem.mask)).to(problem.kspace.device)
-
-        def validation(output):
-            return kspace_nmse(full_op(problem.to_operator_input(output)), problem.kspace, held)
-
+        fit_mask, validation = holdout_validation(problem, fraction, config.seed)
     module = FitModule(problem.build_net(), problem.forward_model(fit_mask), problem.kspace * fit_mask,
                        config.fit_config(), validation)
     return module, problem

@@ -1,12 +1,12 @@
-"""Dataset-level reconstruction: fastMRI directories (or real .cfl/.npy k-space) in, fastMRI
-reconstruction files out (one h5 per volume, key ``reconstruction``, via
-fastmri.save_reconstructions), with fastMRI metrics when targets exist.
+"""The pieces of a dataset-level run: input checks, per-slice seeding, the writer, reports.
 
-Each volume is written once, complete: to a temporary directory, then renamed into place, so
-an interrupted run leaves no partial file, and a rerun skips volumes already written. Each
-slice is fitted from a seed derived from (seed, file, slice) (:func:`slice_seed`), so the files
-do not depend on how slices are spread over processes (``lightning.SliceReconstructionModule``,
-which the ``reconstruct`` command runs, reuses these pieces).
+The driver that puts them together is :func:`lightning.reconstruct_dataset` (every
+``reconstruct``, ``demo`` and leaderboard run); a single real k-space file (.cfl/.npy/MRD) has
+the plain :func:`reconstruct_kspace_file`. Each volume is written once, complete, by
+:func:`save_volume`: to a temporary directory, then renamed into place, so an interrupted run
+leaves no partial file, and a rerun skips volumes already written. Each slice is fitted from a
+seed derived from (seed, file, slice) (:func:`slice_seed`), so the files do not depend on how
+slices are spread over processes.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 import fastmri
 import h5py
@@ -58,7 +58,7 @@ class MaskSpec:
     def __post_init__(self):
         check_mask_args(self.mask_type, self.accelerations, self.center_fractions)
         if self.mask_type == "poisson":
-            raise InputError("--mask-type", "poisson masks are 2-D; fastMRI datasets take column masks "
+            raise InputError("mask_type", "poisson masks are 2-D; fastMRI datasets take column masks "
                              "(random, equispaced, equispaced_fraction, magic, magic_fraction)")
 
     def mask_func(self):
@@ -80,12 +80,12 @@ def needs_espirit(method: str, untrained: Optional[UntrainedConfig]) -> bool:
     return method in ESPIRIT_METHODS or (untrained is not None and untrained.forward_model == "sense")
 
 
-def check_calibration(width: int, source, flag: str = "--center-fractions") -> None:
+def check_calibration(width: int, source) -> None:
     """InputError naming ``source`` when a centre of ``width`` lines is too narrow for ESPIRiT."""
     if width < min_calibration_width():
         raise InputError(source, f"the fully sampled centre is {width} lines wide; ESPIRiT maps need at least "
-                                 f"{min_calibration_width()} (raise {flag}, or use zero-filled or an un-trained "
-                                 "method with --forward-model coil-images)")
+                                 f"{min_calibration_width()} (sample a wider centre, or use zero-filled or an un-trained "
+                                 "method with the coil-images forward model)")
 
 
 def check_inputs(infos, mask: MaskSpec, method: str, untrained: Optional[UntrainedConfig],
@@ -111,7 +111,7 @@ def check_inputs(infos, mask: MaskSpec, method: str, untrained: Optional[Untrain
         if width not in widths:
             widths[width] = mask.calibration_width(width)
         if multicoil and needs_espirit(method, untrained):
-            check_calibration(widths[width], "--center-fractions")
+            check_calibration(widths[width], "center_fractions")
 
 
 def make_reconstructor(method: str, lamda: Optional[float] = None, untrained: Optional[UntrainedConfig] = None,
@@ -119,13 +119,13 @@ def make_reconstructor(method: str, lamda: Optional[float] = None, untrained: Op
     """The reconstructor for ``method`` (un-trained or classical); ``seed`` seeds the un-trained
     fits when no ``untrained`` configuration is given."""
     if lamda is not None and not (math.isfinite(lamda) and lamda >= 0):
-        raise InputError("--lamda", f"must be a finite number >= 0, got {lamda}")
+        raise InputError("lamda", f"must be a finite number >= 0, got {lamda}")
     if method in UNTRAINED_METHODS:
         cfg = untrained or UntrainedConfig(method=method, seed=seed)
         return UntrainedReconstructor(cfg, show_progress=show_progress)
     if method in CLASSICAL_METHODS:
         return classical_reconstructor(method, lamda=lamda)
-    raise InputError("--method", f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    raise InputError("method", f"unknown method {method!r}; choose from {', '.join(METHODS)}")
 
 
 def slice_seed(seed: int, fname: str, slice_num: int) -> int:
@@ -193,7 +193,7 @@ def finished_rows(data_files: Iterable[Path], out_dir: Path, method: str, challe
             held = json.loads((out_dir / "holdout.json").read_text())["volumes"]
         except (ValueError, KeyError, TypeError):
             held = {}
-    from .leaderboard import TARGET_KEYS
+    from .data.readers import TARGET_KEYS
 
     target_key = TARGET_KEYS[challenge]
     extra = []
@@ -243,6 +243,35 @@ def check_output_dir(out_dir: Path) -> Path:
     except OSError as exc:
         raise InputError(out_dir, f"output directory cannot be written ({exc.strerror or exc})") from exc
     return out_dir
+
+
+class VolumeAssembler:
+    """Collects the slices of each volume, in any order, and hands a volume over once all its
+    slices are in (then forgets it, so only unfinished volumes are held). The one assembler of
+    every writer: un-trained and classical (:class:`lightning.SliceReconstructionModule`) and
+    trained (:class:`trained.VolumeWriter`)."""
+
+    def __init__(self, slices_per_file: Mapping[str, int]):
+        self.expected = dict(slices_per_file)
+        self.pending: dict[str, dict] = {}
+        self.finished: set[str] = set()
+
+    def add(self, fname: str, slice_num: int, item) -> Optional[list]:
+        """Add one slice's ``item``; returns the volume's items in slice order when it is
+        complete, else None. A slice that arrives twice (a sampler's padding) counts once."""
+        if fname in self.finished:
+            return None
+        slices = self.pending.setdefault(fname, {})
+        slices.setdefault(slice_num, item)
+        if len(slices) < self.expected.get(fname, -1):
+            return None
+        del self.pending[fname]
+        self.finished.add(fname)
+        return [slices[k] for k in sorted(slices)]
+
+    @property
+    def incomplete(self) -> list[str]:
+        return sorted(self.pending)
 
 
 def save_volume(out_dir: Path, fname: str, volume: np.ndarray, formats: Sequence[str] = ("fastmri",),
@@ -307,38 +336,6 @@ def iterate_volumes(files: Iterable[Path], challenge: str, mask: MaskSpec):
         yield path.name, [sample_from_varnet(ds[i], challenge) for i in range(len(ds))]
 
 
-def reconstruct_dataset(data_path: Path, out_dir: Path, method: str, challenge: str, mask: MaskSpec,
-                        reconstructor=None, report_holdout: Optional[float] = None, seed: int = 0,
-                        resume: bool = True, log: Callable[[str], None] = print) -> list[dict]:
-    """Reconstruct every volume of ``data_path`` into ``out_dir``; returns per-volume rows
-    (file, seconds and, where targets exist, NMSE/PSNR/SSIM)."""
-    from .data.readers import validate_fastmri_file
-
-    files = h5_files(data_path, log=log)
-    out_dir = check_output_dir(out_dir)
-    infos = [validate_fastmri_file(f, challenge) for f in files]
-    reconstructor = reconstructor or make_reconstructor(method, seed=seed)
-    check_inputs(infos, mask, method, getattr(reconstructor, "config", None), log=log)
-    rows = []
-    for fname, samples in iterate_volumes(files, challenge, mask):
-        if resume and (out_dir / fname).exists():
-            log(f"{fname}: already reconstructed, skipped")
-            continue
-        start = time.perf_counter()
-        images, holdout = [], []
-        for sample in samples:
-            rec = for_slice(reconstructor, sample)
-            images.append(rec(sample).image)
-            if report_holdout:
-                holdout.append(holdout_score(rec, sample, report_holdout, seed))
-        volume = np.stack(images)
-        save_volume(out_dir, fname, volume)
-        rows.append(volume_row(fname, method, volume, samples, time.perf_counter() - start, holdout))
-    rows = finished_rows(files, out_dir, method, challenge, rows) if resume else rows
-    write_reports(out_dir, method, rows, report_holdout)
-    return rows
-
-
 def kspace_file_sample(path: Path) -> MRISample:
     """The one slice of a BART .cfl/.hdr or .npy (coils, H, W) k-space file, its sampling mask
     read from the zeros, the whole grid as the target size."""
@@ -355,7 +352,7 @@ def reconstruct_kspace_file(path: Path, out_dir: Path, method: str, reconstructo
                             output_formats: Sequence[str] = ("fastmri",)) -> dict:
     """Reconstruct real k-space from a BART .cfl/.hdr or .npy (coils, H, W) file (no metrics)."""
     if "dicom" in output_formats:  # no header: no recon matrix (target size), no pixel spacing
-        raise InputError("--output-format", f"dicom needs a target size and geometry from a header; {Path(path).name} "
+        raise InputError("output_formats", f"dicom needs a target size and geometry from a header; {Path(path).name} "
                                             "is raw k-space without one (use nifti, written with 1 mm voxels)")
     out_dir = check_output_dir(out_dir)
     sample = kspace_file_sample(path)
@@ -385,7 +382,7 @@ def json_default(obj):
 
 def write_json(path: Path, data) -> None:
     """Write ``data`` (numpy values allowed) as JSON, atomically."""
-    from .errors import atomic_path
+    from .files import atomic_path
 
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, default=json_default))

@@ -230,13 +230,7 @@ class UntrainedReconstructor:
         if cfg.early_stop != "holdout":
             return fit(problem.build_net(seed), problem.forward_model(problem.mask), problem.kspace, fit_cfg,
                        monitor=track, description=desc), {}
-        fit_mask, held = holdout_split(problem.mask.cpu(), cfg.holdout_fraction, seed=seed)
-        fit_mask, held = fit_mask.to(problem.mask.device), held.to(problem.mask.device)
-        full_op = problem.operator(torch.ones_like(problem.mask)).to(problem.kspace.device)
-
-        def validation(output):
-            return kspace_nmse(full_op(problem.to_operator_input(output)), problem.kspace, held)
-
+        fit_mask, validation = holdout_validation(problem, cfg.holdout_fraction, seed)
         es_cfg = dataclasses.replace(fit_cfg, early_stop=EarlyStopConfig(patience=cfg.holdout_patience))
         result = fit(problem.build_net(seed), problem.forward_model(fit_mask), problem.kspace * fit_mask, es_cfg,
                      validation=validation, description=desc + " (holdout)")
@@ -247,3 +241,19 @@ class UntrainedReconstructor:
             result = fit(problem.build_net(seed), problem.forward_model(problem.mask), problem.kspace, refit_cfg,
                          monitor=track, description=desc)
         return result, holdout_info
+
+
+def holdout_validation(problem: MRIProblem, fraction: float, seed: int):
+    """Hold out ``fraction`` of the acquired samples of ``problem`` (drawn from ``seed``,
+    :func:`mri.holdout_split`) for early stopping: returns ``(fit_mask, validation)``, where
+    ``validation(output)`` is the k-space NMSE of the network output's prediction of the held-out
+    samples (the fit sees ``problem.kspace * fit_mask`` only). Used by :class:`UntrainedReconstructor`
+    and :func:`lightning.slice_fit_module`."""
+    fit_mask, held = holdout_split(problem.mask.cpu(), fraction, seed=seed)
+    fit_mask, held = fit_mask.to(problem.mask.device), held.to(problem.mask.device)
+    full_op = problem.operator(torch.ones_like(problem.mask)).to(problem.kspace.device)
+
+    def validation(output: torch.Tensor) -> float:
+        return kspace_nmse(full_op(problem.to_operator_input(output)), problem.kspace, held)
+
+    return fit_mask, validation

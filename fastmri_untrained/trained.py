@@ -41,8 +41,9 @@ from fastmri.models import Unet, VarNet
 from torch.nn import functional as F
 
 from .data.slices import FileSliceDataset
+from .devices import DEVICE_HELP, parse_device
 from .errors import InputError
-from .pipeline import MaskSpec, check_output_dir, h5_files, save_volume
+from .pipeline import MaskSpec, VolumeAssembler, check_output_dir, h5_files, save_volume
 
 KINDS = ("unet", "varnet")
 
@@ -428,24 +429,21 @@ def _as_module(module_or_checkpoint) -> BaselineModule:
 
 
 class VolumeWriter(pl.callbacks.BasePredictionWriter):
-    """Collects predicted slices and writes each volume (fastmri.save_reconstructions, atomic)
-    as soon as all its slices are in, so only one volume per file is held in memory."""
+    """Writes each predicted volume (:func:`pipeline.save_volume`, atomic) as soon as all its
+    slices are in (:class:`pipeline.VolumeAssembler`), so only unfinished volumes are held."""
 
     def __init__(self, out_dir: Path, slices_per_file: dict):
         super().__init__(write_interval="batch")
         self.out_dir = Path(out_dir)
-        self.expected = dict(slices_per_file)
-        self.pending: dict = collections.defaultdict(dict)
+        self.volumes = VolumeAssembler(slices_per_file)
         self.written: list[Path] = []
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
                            dataloader_idx=0):
         for i, (fname, s) in enumerate(zip(prediction["fname"], prediction["slice_num"])):
-            self.pending[fname][s] = prediction["output"][i]
-            if len(self.pending[fname]) == self.expected[fname]:
-                slices = self.pending.pop(fname)
-                volume = np.stack([slices[k] for k in sorted(slices)])
-                self.written.append(save_volume(self.out_dir, fname, volume))
+            slices = self.volumes.add(fname, s, prediction["output"][i])
+            if slices is not None:
+                self.written.append(save_volume(self.out_dir, fname, np.stack(slices)))
 
 
 def predict_baseline(module_or_checkpoint, data_dir: Path, out_dir: Path, mask: Optional[MaskSpec],
@@ -465,8 +463,8 @@ def predict_baseline(module_or_checkpoint, data_dir: Path, out_dir: Path, mask: 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         trainer.predict(module, _loader(ds, 1, False), return_predictions=False)
-    if writer.pending:  # cannot happen unless the loader dropped slices; never leave it silent
-        raise RuntimeError(f"incomplete volumes not written: {sorted(writer.pending)}")
+    if writer.volumes.incomplete:  # cannot happen unless the loader dropped slices; never leave it silent
+        raise RuntimeError(f"incomplete volumes not written: {writer.volumes.incomplete}")
     return sorted(writer.written)
 
 
@@ -477,22 +475,25 @@ def predict_baseline(module_or_checkpoint, data_dir: Path, out_dir: Path, mask: 
 def _mask_args(p, required_help: str):
     from .operators.masks import FASTMRI_MASK_TYPES
 
-    p.add_argument("--challenge", choices=("multicoil", "singlecoil"), default="multicoil")
+    p.add_argument("--challenge", choices=("multicoil", "singlecoil"), default="multicoil",
+                   help="fastMRI challenge: coil k-space with RSS targets, or single-coil k-space")
     p.add_argument("--mask-type", default="equispaced_fraction", help=f"one of: {', '.join(FASTMRI_MASK_TYPES)}")
-    p.add_argument("--accelerations", type=float, nargs="+", default=[4])
-    p.add_argument("--center-fractions", type=float, nargs="+", default=[0.08], help=required_help)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--accelerations", type=float, nargs="+", default=[4],
+                   help="undersampling factors (fastMRI's mask functions pick one at random per mask)")
+    p.add_argument("--center-fractions", type=float, nargs="+", default=[0.08],
+                   help=f"fully sampled centre fraction, {required_help}")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def _accelerator(device: str) -> str:
-    if device == "auto" or device == "cpu":
-        return device
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise InputError("--device", f"{device} requested but no CUDA device is available")
-        return "gpu"
-    raise InputError("--device", f"must be auto, cpu or cuda, got {device!r}")
+    """Lightning's accelerator for ``--device`` (:func:`devices.parse_device`); the baselines run
+    on one device, so a GPU index is chosen with CUDA_VISIBLE_DEVICES, not here."""
+    parsed = parse_device(device)
+    if parsed.index is not None:
+        raise InputError("device", f"the baselines run on one GPU: choose it with CUDA_VISIBLE_DEVICES={parsed.index} "
+                                   "and --device cuda")
+    return parsed.accelerator
 
 
 def _model_kwargs(args) -> dict:
@@ -513,17 +514,17 @@ def _model_kwargs(args) -> dict:
 def add_train_baseline(subparsers) -> argparse.ArgumentParser:
     """Register ``train-baseline`` on a ``parser.add_subparsers()`` object."""
     p = subparsers.add_parser("train-baseline", help="train a fastMRI U-Net or VarNet baseline (Lightning)")
-    p.add_argument("--kind", choices=KINDS, required=True)
+    p.add_argument("--kind", choices=KINDS, required=True, help="the fastMRI baseline network")
     p.add_argument("--train-path", type=Path, required=True, help="fastMRI h5 directory with targets")
     p.add_argument("--val-path", type=Path, required=True, help="fastMRI h5 directory with targets")
     p.add_argument("--out", type=Path, required=True, help="checkpoints/ and logs/ are written here")
-    p.add_argument("--max-epochs", type=int, default=50)
-    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--max-epochs", type=int, default=50, help="training epochs")
+    p.add_argument("--batch-size", type=int, default=1, help="slices per step (larger needs equal image sizes)")
     p.add_argument("--chans", type=int, help="U-Net / VarNet cascade channels (default: fastMRI's 32 / 18)")
-    p.add_argument("--pools", type=int, help="pooling layers (default 4)")
-    p.add_argument("--num-cascades", type=int, help="VarNet cascades (default 12)")
-    p.add_argument("--sens-chans", type=int, help="VarNet sensitivity U-Net channels (default 8)")
-    p.add_argument("--sens-pools", type=int, help="VarNet sensitivity U-Net pools (default 4)")
+    p.add_argument("--pools", type=int, help="pooling layers (default: 4)")
+    p.add_argument("--num-cascades", type=int, help="VarNet cascades (default: 12)")
+    p.add_argument("--sens-chans", type=int, help="VarNet sensitivity U-Net channels (default: 8)")
+    p.add_argument("--sens-pools", type=int, help="VarNet sensitivity U-Net pools (default: 4)")
     p.add_argument("--lr", type=float, help="learning rate (default: 1e-3 U-Net, 3e-4 VarNet)")
     p.add_argument("--seed", type=int, default=0, help="weights and training masks")
     _mask_args(p, "one per acceleration")

@@ -156,7 +156,7 @@ def reconstruct_protocol(setting: Setting, paths: dict, checkpoints: dict, root:
             else:
                 extra = list(setting.untrained_args) if method in UNTRAINED else []
                 argv = ["reconstruct", "--data-path", str(paths["test"]), "--out", str(out), "--method", method,
-                        *masks, *extra, "--seed", str(seed), "--accelerator", "cpu", "--devices", "1",
+                        *masks, *extra, "--seed", str(seed), "--device", "cpu", "--devices", "1",
                         "--no-progress"]
             seconds = run_command(argv, log=root / "commands.log")
             write_json(timing_file, {"seconds": seconds, "slices": slices, "processes": 1,
@@ -184,7 +184,7 @@ def ddp_throughput(setting: Setting, paths: dict, root: Path, accel: float, cf: 
     if not timing_file.exists():
         extra = list(setting.untrained_args) if method in UNTRAINED else []
         argv = ["reconstruct", "--data-path", str(paths["test"]), "--out", str(out), "--method", method,
-                *mask_args([(accel, cf)]), *extra, "--seed", str(seed), "--accelerator", "cpu",
+                *mask_args([(accel, cf)]), *extra, "--seed", str(seed), "--device", "cpu",
                 "--devices", str(n), "--strategy", "ddp", "--no-progress"]
         print("$ fastmri-untrained " + shlex.join(argv), flush=True)
         # One thread per process, so N processes share the cores rather than oversubscribe them.

@@ -8,7 +8,13 @@
     .venv/bin/python scripts/real_data_diagnosis.py curve --file brain_8coil_sigpy.npy \\
             --method deep-decoder --forward-model sense --maps-crop 0.95 --iterations 1500 --lr 0.008
         The held-out NMSE of an un-trained fit every 50 iterations (constant learning rate unless
-        --schedule), to see whether the default budget under- or over-fits real data.
+        --schedule), to see whether the default budget under- or over-fits real data;
+        ``--kspace-weight P`` weights the loss by |k|^P, ``--net channels=256`` resizes the network.
+    .venv/bin/python scripts/real_data_diagnosis.py weights --method l1-wavelet --lamdas 1e-4 3e-4 1e-3 3e-3 1e-2
+        A classical method's weight on both real files (held-out NMSE) and on four simulated
+        demo-size slices (seeds 0 and 1, 4x and 8x equispaced: held-out NMSE and SSIM to the
+        target), each slice's estimated noise level beside it, and the package default: whether
+        held-out NMSE picks the weight SSIM picks, and how the default rule fares.
 
 Prints one line per configuration and appends it as JSON to ``--out`` (default
 ``outputs/real_data_diagnosis.jsonl``).
@@ -84,9 +90,20 @@ def curve(args) -> list[dict]:
     kept = sample._replace(kspace=sample.kspace * fit_mask, mask=fit_mask)
     # The maps crop of the SENSE model (baselines.MAPS_CROP, the package's is 0: uncropped).
     baselines.sense_maps_for.__defaults__ = (1, args.maps_crop)
-    cfg = UntrainedConfig(method=args.method, forward_model=args.forward_model, ensemble=1, seed=args.seed)
+    net = dict(arg.split("=") for arg in args.net)
+    net = {k: int(v) for k, v in net.items()}
+    cfg = UntrainedConfig(method=args.method, forward_model=args.forward_model, ensemble=1, seed=args.seed, net=net)
     problem = MRIProblem(kept, cfg)
     full = problem.operator(torch.ones_like(problem.mask))
+    forward_model, measurements = problem.forward_model(problem.mask), problem.kspace
+    if args.kspace_weight:
+        # Loss weight |k|^p (|k| in samples from the centre, at least 1): fits high frequencies sooner.
+        h, w = problem.kspace.shape[-2:]
+        ky, kx = torch.meshgrid(torch.arange(h) - h // 2, torch.arange(w) - w // 2, indexing="ij")
+        weight = torch.clamp(torch.sqrt(ky ** 2 + kx ** 2.0), min=1.0) ** args.kspace_weight
+        unweighted = forward_model
+        forward_model = lambda output: weight * unweighted(output)  # noqa: E731
+        measurements = weight * measurements
 
     def validation(output):
         return kspace_nmse(full(problem.to_operator_input(output)), sample.kspace, held)
@@ -95,12 +112,12 @@ def curve(args) -> list[dict]:
                            "lr_schedule": args.schedule, "seed": args.seed, "show_progress": True},
                         early_stop=EarlyStopConfig(check_every=50, patience=10 ** 9))
     start = time.perf_counter()
-    res = fit(problem.build_net(args.seed), problem.forward_model(problem.mask), problem.kspace, fit_cfg,
+    res = fit(problem.build_net(args.seed), forward_model, measurements, fit_cfg,
               validation=validation, description=f"{args.method} {args.forward_model}")
     h = res.history
     best = int(np.argmin(h["validation"]))
     row = {"file": args.file, **{k: getattr(args, k) for k in ("method", "forward_model", "maps_crop", "iterations",
-                                                               "lr", "schedule")},
+                                                               "lr", "schedule", "kspace_weight", "net")},
            "seconds": time.perf_counter() - start, "best_holdout_nmse": h["validation"][best],
            "best_iteration": h["validation_iteration"][best], "last_holdout_nmse": h["validation"][-1],
            "curve": dict(zip(h["validation_iteration"], h["validation"]))}
@@ -108,9 +125,33 @@ def curve(args) -> list[dict]:
     return [row]
 
 
+def weights(args) -> list[dict]:
+    from fastmri_untrained.baselines import SigPyRecon, default_lamda
+    from fastmri_untrained.evaluate import slice_ssim
+    from fastmri_untrained.pipeline import MaskSpec, holdout_score, simulated_samples
+
+    cases = [(f, kspace_file_sample(SHARED / f)) for f in FILES]
+    for acc, cf in ((4, 0.08), (8, 0.04)):
+        for seed in (0, 1):
+            mask = MaskSpec("equispaced_fraction", (acc,), (cf,))
+            cases.append((f"simulated 256x192 seed {seed} {acc}x", simulated_samples(mask, (256, 192), seed=seed)[0]))
+    rows = []
+    for name, sample in cases:
+        row = {"case": name, "method": args.method, "default": default_lamda(args.method, sample)}
+        for lamda in [*args.lamdas, None]:
+            recon = SigPyRecon(method=args.method, lamda=lamda)
+            key = "default" if lamda is None else f"{lamda:g}"
+            row[f"holdout {key}"] = holdout_score(recon, sample, args.holdout, args.seed)
+            if sample.target is not None:
+                row[f"ssim {key}"] = slice_ssim(sample.target, recon(sample).image, sample.max_value or None)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=("l1", "curve"))
+    p.add_argument("what", choices=("l1", "curve", "weights"))
     p.add_argument("--file", choices=FILES, default=FILES[0])
     p.add_argument("--holdout", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
@@ -119,16 +160,19 @@ def main(argv=None) -> int:
     p.add_argument("--crops", type=float, nargs="+", default=[0.0, 0.8, 0.95])
     p.add_argument("--wavelets", nargs="+", default=["db4", "haar"])
     p.add_argument("--max-iter", type=int, default=100)
-    p.add_argument("--method", default="deep-decoder", choices=tuple(DEFAULT_FIT))
+    p.add_argument("--method", default="deep-decoder",
+                   help="curve: an un-trained method; weights: l1-wavelet or tv")
     p.add_argument("--forward-model", default="sense", choices=("sense", "coil-images"))
     p.add_argument("--maps-crop", type=float, default=0.0)
     p.add_argument("--iterations", type=int, default=1500)
     p.add_argument("--lr", type=float, default=0.008)
     p.add_argument("--schedule", default="constant", choices=("constant", "cosine"))
+    p.add_argument("--kspace-weight", type=float, default=0.0, help="loss weight |k|^P (0: unweighted)")
+    p.add_argument("--net", nargs="*", default=[], help="network overrides, e.g. channels=128")
     args = p.parse_args(argv)
     if not SHARED.is_dir():
         p.error(f"real k-space not found: {SHARED}")
-    rows = l1(args) if args.what == "l1" else curve(args)
+    rows = {"l1": l1, "curve": curve, "weights": weights}[args.what](args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("a") as f:
         for row in rows:

@@ -2,17 +2,16 @@
 
     .venv/bin/python scripts/reproduce_buskulic.py --quick          # seconds-minutes, used by tests
     .venv/bin/python scripts/reproduce_buskulic.py                  # paper size (hours on 2 cores)
+    .venv/bin/python scripts/reproduce_buskulic.py --only fig3 --set runs=20 step=0.5
 
 Writes PNG figures and ``results.json`` into ``--out`` (default outputs/buskulic).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
-import time
-from dataclasses import asdict, dataclass, field
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -20,12 +19,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
-from fastmri_untrained.pipeline import write_json  # noqa: E402
-from fastmri_untrained.theory import buskulic as bk  # noqa: E402
-from fastmri_untrained.theory import buskulic_experiments as ex  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fastmri_untrained.theory.buskulic import experiments as ex  # noqa: E402
+from fastmri_untrained.theory.buskulic import network as bk  # noqa: E402
+from fastmri_untrained.theory.sections import run_sections  # noqa: E402
 
 
 @dataclass
@@ -62,19 +60,16 @@ class Config:
     lemma_runs: int = 10
     lemma_iters: int = 2000
     seed: int = 0
-    parts: list = field(default_factory=lambda: list(PARTS))
+    device: str = "cpu"  # where the batched training runs (set by --device)
 
-
-PARTS = ("constants", "lemma", "fig1", "fig2a", "fig2b", "fig3")
-
-
-def quick_config() -> Config:
-    """Small grids and few runs: the boundary trends still show (asserted by the tests)."""
-    return Config(
-        runs=12, iters=3000, d=10, ks=[10, 40, 160, 640], ns=[2, 4, 6, 10], ms=[5, 10, 20],
-        iters2a=3000, k2a=300, betas2a=[0.0, 0.05], ks2b=[10, 100, 800], betas2b=[0.0, 0.5],
-        iters2b=2000, ps3=[0.0, 0.5, 1.0], iters3=3000, lemma_cases=[[2, 1, 20000], [60, 10, 1000]],
-        lemma_runs=6, lemma_iters=400)
+    @classmethod
+    def quick(cls) -> "Config":
+        """Small grids and few runs: the boundary trends still show (asserted by the tests)."""
+        return cls(
+            runs=12, iters=3000, d=10, ks=[10, 40, 160, 640], ns=[2, 4, 6, 10], ms=[5, 10, 20],
+            iters2a=3000, k2a=300, betas2a=[0.0, 0.05], ks2b=[10, 100, 800], betas2b=[0.0, 0.5],
+            iters2b=2000, ps3=[0.0, 0.5, 1.0], iters3=3000, lemma_cases=[[2, 1, 20000], [60, 10, 1000]],
+            lemma_runs=6, lemma_iters=400)
 
 
 def _imshow_map(ax, rate, ks, rows, row_label, fit, power, fit_max=None):
@@ -96,29 +91,21 @@ def _imshow_map(ax, rate, ks, rows, row_label, fit, power, fit_max=None):
         ax.legend(loc="upper left", fontsize=7)
 
 
-def run(cfg: Config, out: Path) -> dict:
-    """Run every experiment of the config, write figures and results.json, return the results."""
-    out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(1)  # small tensors: one thread avoids contention on shared cores
-    res: dict = {"config": asdict(cfg)}
-    t0 = time.time()
-    steps = tqdm(total=6, desc="buskulic")
-
-    # Constants of the sigmoid.
+def run_constants(cfg: Config, out: Path) -> dict:
+    """C_phi and C_phi' of the sigmoid by two quadratures, beside the paper's values."""
     c_gh, cp_gh = bk.activation_constants()
     c_q, cp_q = bk.activation_constants_quad()
-    res["constants"] = {"C_phi": c_gh, "C_phi_prime": cp_gh, "C_phi_quad": c_q,
-                        "C_phi_prime_quad": cp_q, "paper_C_phi": 0.5416, "paper_C_phi_prime": 0.2117,
-                        "sigma_min_bound_C_phi_prime_over_2": cp_gh / 2}
-    steps.update(1)
+    return {"C_phi": c_gh, "C_phi_prime": cp_gh, "C_phi_quad": c_q, "C_phi_prime_quad": cp_q,
+            "paper_C_phi": 0.5416, "paper_C_phi_prime": 0.2117, "sigma_min_bound_C_phi_prime_over_2": cp_gh / 2}
 
-    # Condition (8) and Lemma 3.10.
+
+def run_lemma(cfg: Config, out: Path) -> list:
+    """Condition (8) and Lemma 3.10 (i)-(iii) along GD, per (n, m, k) case."""
+    cp_gh = bk.activation_constants()[1]
     lemma = []
-    if "lemma" not in cfg.parts:
-        cfg.lemma_cases = []
     for n, m, k in cfg.lemma_cases:
         r = ex.lemma_3_10_checks(n, m, k, cfg.lemma_runs, cfg.lemma_iters, cfg.step,
-                                 log_every=max(1, cfg.lemma_iters // 100), seed=cfg.seed)
+                                 log_every=max(1, cfg.lemma_iters // 100), seed=cfg.seed, device=cfg.device)
         lemma.append({"n": n, "m": m, "k": k,
                       "sigma_min_J0_mean": float(r["sigma_min_J0"].mean()),
                       "sigma_min_J0_min": float(r["sigma_min_J0"].min()),
@@ -131,44 +118,23 @@ def run(cfg: Config, out: Path) -> dict:
                       "max_dist_median": float(np.median(r["max_dist"])),
                       "min_sigma_ratio_min": float(r["min_sigma_ratio"].min()),
                       "final_loss_median": float(np.median(r["final_loss"]))})
-    if lemma:
-        res["lemma_3_10"] = lemma
-    steps.update(1)
-    if "fig1" in cfg.parts:
-        _fig1(cfg, out, res)
-    steps.update(1)
-    if "fig2a" in cfg.parts:
-        _fig2a(cfg, out, res)
-    steps.update(1)
-    if "fig2b" in cfg.parts:
-        _fig2b(cfg, out, res)
-    steps.update(1)
-    if "fig3" in cfg.parts:
-        _fig3(cfg, out, res)
-    steps.update(1)
-    steps.close()
-
-    res["seconds"] = time.time() - t0
-    write_json(out / "results.json", _nan_to_none(res))
-    return res
+    return lemma
 
 
-def _fig1(cfg, out, res):
+def run_fig1(cfg: Config, out: Path) -> dict:
     """Fig. 1: success maps over (k, n) and (k, m) with the fitted boundaries."""
-    # Fig. 1: success maps.
     ks = cfg.ks
     map_n = ex.success_map(cfg.ns, ks, {"m": cfg.m_fixed, "d": cfg.d}, "n", cfg.runs, cfg.iters,
-                           cfg.step, cfg.tol, cfg.seed, desc="fig1a")
+                           cfg.step, cfg.tol, cfg.seed, desc="fig1a", device=cfg.device)
     map_m = ex.success_map(cfg.ms, ks, {"n": cfg.n_fixed, "d": cfg.d}, "m", cfg.runs, cfg.iters,
-                           cfg.step, cfg.tol, cfg.seed + 1, desc="fig1b")
+                           cfg.step, cfg.tol, cfg.seed + 1, desc="fig1b", device=cfg.device)
     kreq_n, kreq_m = ex.required_k(map_n, ks), ex.required_k(map_m, ks)
     upto_m = np.asarray(cfg.ns) <= cfg.m_fixed
     fit_n = ex.fit_boundary(np.asarray(cfg.ns)[upto_m], kreq_n[upto_m], 2)
     fit_m = ex.fit_boundary(cfg.ms, kreq_m, 1)
-    res["fig1"] = {"ns": cfg.ns, "ms": cfg.ms, "ks": ks, "map_kn": map_n.tolist(),
-                   "map_km": map_m.tolist(), "required_k_vs_n": kreq_n.tolist(),
-                   "required_k_vs_m": kreq_m.tolist(), "quadratic_fit_n_le_m (c, b)": fit_n,
-                   "linear_fit_m (c, b)": fit_m}
+    res = {"ns": cfg.ns, "ms": cfg.ms, "ks": ks, "map_kn": map_n.tolist(), "map_km": map_m.tolist(),
+           "required_k_vs_n": kreq_n.tolist(), "required_k_vs_m": kreq_m.tolist(),
+           "quadratic_fit_n_le_m (c, b)": fit_n, "linear_fit_m (c, b)": fit_m}
     fig, axs = plt.subplots(1, 2, figsize=(10, 4))
     _imshow_map(axs[0], map_n, ks, cfg.ns, "n", fit_n, 2, fit_max=cfg.m_fixed)
     axs[0].set_title(f"(a) P(loss<1e-7), m={cfg.m_fixed}, d={cfg.d}")
@@ -177,17 +143,18 @@ def _fig1(cfg, out, res):
     fig.tight_layout()
     fig.savefig(out / "fig1_success_maps.png", dpi=90)
     plt.close(fig)
+    return res
 
 
-def _fig2a(cfg, out, res):
+def run_fig2a(cfg: Config, out: Path) -> dict:
     """Fig. 2a: signal error under uniform noise."""
     s2a = ex.signal_vs_noise(cfg.n2a, cfg.betas2a, cfg.runs, cfg.iters2a, cfg.step, cfg.k2a,
-                             p=cfg.p2a, log_every=max(1, cfg.iters2a // 200), seed=cfg.seed)
-    res["fig2a"] = {"betas": cfg.betas2a, "mu": s2a["mu"],
-                    "initial_signal_err_mean": [float(m[0]) for m in s2a["mean"]],
-                    "final_signal_err_mean": [float(m[-1]) for m in s2a["mean"]],
-                    "final_signal_err_std": [float(s[-1]) for s in s2a["std"]],
-                    "noise_bound_beta_sqrt(m/3)/mu": s2a["bound"]}
+                             p=cfg.p2a, log_every=max(1, cfg.iters2a // 200), seed=cfg.seed, device=cfg.device)
+    res = {"betas": cfg.betas2a, "mu": s2a["mu"],
+           "initial_signal_err_mean": [float(m[0]) for m in s2a["mean"]],
+           "final_signal_err_mean": [float(m[-1]) for m in s2a["mean"]],
+           "final_signal_err_std": [float(s[-1]) for s in s2a["std"]],
+           "noise_bound_beta_sqrt(m/3)/mu": s2a["bound"]}
     fig, ax = plt.subplots(figsize=(5, 4))
     for beta, mean, std in zip(cfg.betas2a, s2a["mean"], s2a["std"]):
         line, = ax.plot(s2a["it"], mean, label=f"beta={beta}")
@@ -202,13 +169,14 @@ def _fig2a(cfg, out, res):
     fig.tight_layout()
     fig.savefig(out / "fig2a_signal_error.png", dpi=90)
     plt.close(fig)
+    return res
 
 
-def _fig2b(cfg, out, res):
+def run_fig2b(cfg: Config, out: Path) -> dict:
     """Fig. 2b: final loss against k."""
     l2b = ex.final_loss_vs_k(1000, 10, cfg.ks2b, cfg.betas2b, cfg.runs, cfg.iters2b, cfg.step,
-                             p=0.1, d=10, seed=cfg.seed)
-    res["fig2b"] = {"ks": cfg.ks2b, "betas": cfg.betas2b, "mean_final_loss": l2b.tolist()}
+                             p=0.1, d=10, seed=cfg.seed, device=cfg.device)
+    res = {"ks": cfg.ks2b, "betas": cfg.betas2b, "mean_final_loss": l2b.tolist()}
     fig, ax = plt.subplots(figsize=(5, 4))
     for beta, row in zip(cfg.betas2b, l2b):
         ax.plot(cfg.ks2b, row, "o-", label=f"beta={beta}")
@@ -221,15 +189,16 @@ def _fig2b(cfg, out, res):
     fig.tight_layout()
     fig.savefig(out / "fig2b_final_loss_vs_k.png", dpi=90)
     plt.close(fig)
+    return res
 
 
-def _fig3(cfg, out, res):
+def run_fig3(cfg: Config, out: Path) -> dict:
     """Fig. 3: loss curves for different p."""
     c3 = ex.loss_curves_vs_p(1000, 10, cfg.k3, cfg.ps3, cfg.runs, cfg.iters3, cfg.step,
-                             log_every=max(1, cfg.iters3 // 300), seed=cfg.seed)
-    res["fig3"] = {"ps": cfg.ps3, "final_mean_loss": [float(v[-1]) for v in c3["loss"]],
-                   "stopped_at_iteration": [int(it[-1]) for it in c3["it"]],
-                   "final_mean_resid": [float(v[-1]) for v in c3["resid"]]}
+                             log_every=max(1, cfg.iters3 // 300), seed=cfg.seed, device=cfg.device)
+    res = {"ps": cfg.ps3, "final_mean_loss": [float(v[-1]) for v in c3["loss"]],
+           "stopped_at_iteration": [int(it[-1]) for it in c3["it"]],
+           "final_mean_resid": [float(v[-1]) for v in c3["resid"]]}
     fig, axs = plt.subplots(1, 2, figsize=(10, 4))
     for p, it, lv, rv in zip(cfg.ps3, c3["it"], c3["loss"], c3["resid"]):
         axs[0].plot(it, np.maximum(lv, 1e-300), label=f"p={p}")
@@ -243,40 +212,20 @@ def _fig3(cfg, out, res):
     fig.tight_layout()
     fig.savefig(out / "fig3_loss_vs_p.png", dpi=90)
     plt.close(fig)
+    return res
 
 
-def _nan_to_none(o):
-    """Strict JSON has no NaN: write null (e.g. a required k never reached on the grid)."""
-    if isinstance(o, dict):
-        return {k: _nan_to_none(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_nan_to_none(v) for v in o]
-    if isinstance(o, float) and math.isnan(o):
-        return None
-    return o
+SECTIONS = {"constants": run_constants, "lemma": run_lemma, "fig1": run_fig1, "fig2a": run_fig2a,
+            "fig2b": run_fig2b, "fig3": run_fig3}
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small sizes (seconds to a minute)")
-    ap.add_argument("--out", type=Path, default=Path("outputs/buskulic"))
-    ap.add_argument("--step", type=float, default=None, help="override the fixed GD step")
-    ap.add_argument("--runs", type=int, default=None, help="override the number of runs per cell")
-    ap.add_argument("--parts", nargs="+", choices=PARTS, default=None, help="run only these parts")
-    args = ap.parse_args(argv)
-    cfg = quick_config() if args.quick else Config()
-    if args.step is not None:
-        cfg.step = args.step
-    if args.runs is not None:
-        cfg.runs = args.runs
-    if args.parts is not None:
-        cfg.parts = args.parts
-    res = run(cfg, args.out)
-    print(json.dumps({key: res[key] for key in ("constants", "lemma_3_10") if key in res}, indent=1))
+def main(argv=None) -> dict:
+    res = run_sections("buskulic", __doc__, Config, SECTIONS, argv, default_out="outputs/buskulic")
+    print(json.dumps({key: res[key] for key in ("constants", "lemma") if key in res}, indent=1))
     if "fig1" in res:
         print("fig1 required k vs n:", res["fig1"]["required_k_vs_n"])
         print("fig1 required k vs m:", res["fig1"]["required_k_vs_m"])
-    print(f"done in {res['seconds']:.0f}s -> {args.out}")
+    return res
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ iterations of a deep decoder fitted to 8x undersampled simulated multi-coil k-sp
 
     .venv/bin/python scripts/reproduce_cs.py --quick     # about a minute on CPU
     .venv/bin/python scripts/reproduce_cs.py             # paper size (hours on CPU)
+    .venv/bin/python scripts/reproduce_cs.py --device cuda   # the deep networks on a GPU
 
 Writes PNG figures and ``results.json`` into ``--out`` (default ``outputs/reproduce_cs``).
 """
@@ -24,8 +25,8 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fastmri_untrained.operators.gaussian import GaussianMatrix, SubsampledDCT  # noqa: E402
-from fastmri_untrained.theory import deepnets_hs as dn  # noqa: E402
-from fastmri_untrained.theory import experiments_hs as ex  # noqa: E402
+from fastmri_untrained.theory.heckel_soltanolkotabi import deep_experiments as dn  # noqa: E402
+from fastmri_untrained.theory.heckel_soltanolkotabi import experiments as ex  # noqa: E402
 from fastmri_untrained.theory.sections import run_sections  # noqa: E402
 
 
@@ -66,6 +67,7 @@ class CSConfig:
     fig5_iterations: int = 3000
     fig5_lr: float = 0.004
     fig5_track_every: int = 50
+    device: str = "cpu"  # the deep networks' (set by --device); Theorems 1-2 and Fig. 3 are numpy
 
     @classmethod
     def quick(cls) -> "CSConfig":
@@ -130,7 +132,7 @@ def run_fig1(cfg: CSConfig, out: Path) -> dict:
     for name in ("art.jpeg", "grass.jpg"):
         img = dn.load_gray(name, cfg.fig1_size, crop=256)
         res[name] = dn.cs_fit(img, op, cfg.fig1_layers, cfg.fig1_channels, cfg.fig1_iterations, cfg.fig1_lr,
-                              show_progress=True)
+                              show_progress=True, device=cfg.device)
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
     for name, r in res.items():
         ax[0].loglog(np.arange(1, len(r["loss"]) + 1), r["loss"], label=name)
@@ -168,7 +170,7 @@ def run_fig4(cfg: CSConfig, out: Path) -> dict:
     t = np.arange(n) / n
     target = np.where(t < 0.5, 1.0, -0.5) + 0.5 * np.sin(2 * np.pi * 3 * t)
     r = dn.jacobian_spectrum_during_fit(target, record_at=cfg.jac_record, channels=cfg.jac_channels,
-                                        n_vectors=(1,))
+                                        n_vectors=(1,), device=cfg.device)
     fig, ax = plt.subplots(figsize=(5, 3.5))
     summ = {"params": r["params"], "n": n}
     s0 = np.asarray(r["snapshots"][0]["singular_values"])
@@ -191,7 +193,7 @@ def run_fig5(cfg: CSConfig, out: Path) -> dict:
     k-space with a constant learning rate and no early stopping; the error to the fully sampled target
     over iterations shows how much an (oracle) early stop would gain."""
     r = dn.mri_fit_curve(cfg.fig5_shape, cfg.fig5_coils, cfg.fig5_layers, cfg.fig5_channels, cfg.fig5_iterations,
-                         cfg.fig5_lr, track_every=cfg.fig5_track_every)
+                         cfg.fig5_lr, track_every=cfg.fig5_track_every, device=cfg.device)
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
     ax[0].loglog(np.arange(1, len(r["loss"]) + 1), r["loss"])
     ax[0].set_title("(a) training loss ||A G(C_t) - y||^2 / ||y||^2")

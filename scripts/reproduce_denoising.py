@@ -4,6 +4,7 @@ bias of convolutional generators" (ICLR 2020): theory checks, Figs. 1, 4/8, 5, 6
 
     .venv/bin/python scripts/reproduce_denoising.py --quick          # seconds-to-minutes, CPU
     .venv/bin/python scripts/reproduce_denoising.py                  # paper size (hours on CPU)
+    .venv/bin/python scripts/reproduce_denoising.py --device cuda    # the deep networks on a GPU
 
 Writes PNG figures and ``results.json`` into ``--out`` (default ``outputs/reproduce_denoising``).
 """
@@ -21,9 +22,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fastmri_untrained.theory import deepnets_hs as dn  # noqa: E402
-from fastmri_untrained.theory import dual_kernel as dk  # noqa: E402
-from fastmri_untrained.theory import experiments_hs as ex  # noqa: E402
+from fastmri_untrained.theory.heckel_soltanolkotabi import deep_experiments as dn  # noqa: E402
+from fastmri_untrained.theory.heckel_soltanolkotabi import dual_kernel as dk  # noqa: E402
+from fastmri_untrained.theory.heckel_soltanolkotabi import experiments as ex  # noqa: E402
 from fastmri_untrained.theory.sections import run_sections  # noqa: E402
 
 
@@ -73,6 +74,7 @@ class DenoisingConfig:
     table_steps: tuple = (1500, 3000, 1800)  # DD-O (early stopped), DD-U (to convergence), DIP
     noise_sigma: float = 25.0 / 255.0
     lr: float = 0.01
+    device: str = "cpu"  # the deep networks' (set by --device); the exact theory is numpy
 
     @classmethod
     def quick(cls) -> "DenoisingConfig":
@@ -202,8 +204,9 @@ def run_fig1(cfg: DenoisingConfig, out: Path) -> dict:
     img = dn.load_gray(cfg.fig1_image, cfg.fig1_size)
     noisy = img + cfg.noise_sigma * np.random.default_rng(0).standard_normal(img.shape)
     res = {"dd": dn.denoise_curves(img, noisy, "deep-decoder", cfg.fig1_iterations, cfg.lr, show_progress=True,
-                                   **cfg.fig1_dd),
-           "dip": dn.denoise_curves(img, noisy, "dip", cfg.fig1_iterations, cfg.lr, show_progress=True, **cfg.fig1_dip)}
+                                   device=cfg.device, **cfg.fig1_dd),
+           "dip": dn.denoise_curves(img, noisy, "dip", cfg.fig1_iterations, cfg.lr, show_progress=True,
+                                    device=cfg.device, **cfg.fig1_dip)}
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
     for a, (name, r) in zip(ax, res.items()):
         for target in ("noisy", "clean", "noise"):
@@ -240,7 +243,8 @@ def speed_ratio(image_curve, noise_curve, t0: int) -> tuple[float, float, bool]:
 
 def run_architectures(cfg: DenoisingConfig, out: Path) -> dict:
     img = dn.load_gray("phantom256.png", cfg.arch_size)
-    r = dn.architecture_speeds(img, factors=cfg.arch_factors, iterations=cfg.arch_iterations, lr=cfg.arch_lr)
+    r = dn.architecture_speeds(img, factors=cfg.arch_factors, iterations=cfg.arch_iterations, lr=cfg.arch_lr,
+                               device=cfg.device)
     t0 = max(1, cfg.arch_iterations // 20)
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.5), sharey=True)
     summary = {}
@@ -265,7 +269,7 @@ def run_architectures(cfg: DenoisingConfig, out: Path) -> dict:
 
 def run_movement(cfg: DenoisingConfig, out: Path) -> dict:
     img = dn.load_gray("phantom256.png", cfg.arch_size)
-    r = dn.weight_movement(img, iterations=cfg.movement_iterations, lr=cfg.arch_lr)
+    r = dn.weight_movement(img, iterations=cfg.movement_iterations, lr=cfg.arch_lr, device=cfg.device)
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True)
     for a, name in zip(ax, ("image", "noise")):
         for layer, curve in r[name]["layers"].items():
@@ -287,7 +291,8 @@ def run_jacobian(cfg: DenoisingConfig, out: Path) -> dict:
     n = cfg.jac_n
     t = np.arange(n) / n
     target = np.where(t < 0.5, 1.0, -0.5) + 0.5 * np.sin(2 * np.pi * 3 * t)  # a step plus a smooth part
-    r = dn.jacobian_spectrum_during_fit(target, record_at=cfg.jac_record, channels=cfg.jac_channels)
+    r = dn.jacobian_spectrum_during_fit(target, record_at=cfg.jac_record, channels=cfg.jac_channels,
+                                        device=cfg.device)
     snaps = r["snapshots"]
     its = sorted(snaps)
     fig = plt.figure(figsize=(14, 6))
@@ -318,8 +323,8 @@ def run_jacobian(cfg: DenoisingConfig, out: Path) -> dict:
 
 def run_alignment(cfg: DenoisingConfig, out: Path) -> dict:
     img = dn.load_gray("phantom256.png", cfg.align_size)
-    res = {"dd": dn.jacobian_alignment(img, "deep-decoder", cfg.align_inits, **cfg.align_dd),
-           "dip": dn.jacobian_alignment(img, "dip", cfg.align_inits, **cfg.align_dip)}
+    res = {"dd": dn.jacobian_alignment(img, "deep-decoder", cfg.align_inits, device=cfg.device, **cfg.align_dd),
+           "dip": dn.jacobian_alignment(img, "dip", cfg.align_inits, device=cfg.device, **cfg.align_dip)}
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
     for a, (name, v) in zip(ax, res.items()):
         a.hist(v["image"], bins=10, alpha=0.6, label="image")
@@ -340,11 +345,12 @@ def run_table(cfg: DenoisingConfig, out: Path) -> dict:
         noisy = img + sd * np.random.default_rng(i).standard_normal(img.shape)
         row = {"image": name, "noisy": dn.psnr(noisy, img)}
         row["dd_k_over_early"] = dn.psnr(dn.denoise(noisy, "deep-decoder", cfg.table_steps[0], cfg.lr,
-                                                    show_progress=True, **cfg.table_dd_over), img)
+                                                    show_progress=True, device=cfg.device, **cfg.table_dd_over), img)
         row["dd_k_under_converged"] = dn.psnr(dn.denoise(noisy, "deep-decoder", cfg.table_steps[1], cfg.lr,
-                                                         show_progress=True, **cfg.table_dd_under), img)
+                                                         show_progress=True, device=cfg.device, **cfg.table_dd_under),
+                                              img)
         row["dip"] = dn.psnr(dn.denoise(noisy, "dip", cfg.table_steps[2], cfg.lr, show_progress=True,
-                                        **cfg.table_dip), img)
+                                        device=cfg.device, **cfg.table_dip), img)
         row["bm3d"] = dn.psnr(dn.bm3d_denoise(noisy, sd), img)
         rows.append(row)
     keys = ["noisy", "dd_k_over_early", "dd_k_under_converged", "dip", "bm3d"]

@@ -3,17 +3,17 @@ and gradient descent with the negation check (Huang, Hand, Heckel & Voroninski).
 
     .venv/bin/python scripts/reproduce_hand_voroninski.py --quick   # under a minute, used by tests
     .venv/bin/python scripts/reproduce_hand_voroninski.py           # larger sizes (tens of minutes)
+    .venv/bin/python scripts/reproduce_hand_voroninski.py --only gd --set trials=10
 
 Writes PNG figures and ``results.json`` into ``--out`` (default outputs/hand_voroninski).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import time
-from dataclasses import asdict, dataclass, field
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -21,12 +21,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
-from fastmri_untrained.pipeline import json_default, write_json  # noqa: E402
-from fastmri_untrained.theory import hv_experiments as ex  # noqa: E402
-from fastmri_untrained.theory import hv_theory as ht  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fastmri_untrained.theory.hand_voroninski import closed_forms as ht  # noqa: E402
+from fastmri_untrained.theory.hand_voroninski import experiments as ex  # noqa: E402
+from fastmri_untrained.theory.sections import run_sections  # noqa: E402
 
 README_RHO = {1: 0.0, 2: 0.31831, 3: 0.49373, 4: 0.60483, 5: 0.68095, 10: 0.85481, 20: 0.94449}
 
@@ -53,26 +52,23 @@ class Config:
     depth_factor: dict = field(default_factory=lambda: {2: 16, 3: 8, 4: 5, 5: 4})
     width_factors: list = field(default_factory=lambda: [2, 4, 8, 16, 32])
     seed: int = 0
+    device: str = "cpu"  # where the networks and matrices live (set by --device)
+
+    def __post_init__(self):
+        # --set passes JSON, whose object keys are strings; depths are ints
+        self.depth_factor = {int(d): f for d, f in self.depth_factor.items()}
+
+    @classmethod
+    def quick(cls) -> "Config":
+        return cls(k=5, factors=[4, 16, 40], m_conc=400, conc_points=10, ts=31, plane_grid=21,
+                   sample_pairs=40, trials=6, iters=120, ms=[3, 10, 25], m_gd=50,
+                   depths=[2, 3, 4], depth_factor={2: 16, 3: 8, 4: 5}, width_factors=[2, 8, 32])
 
 
-def quick_config() -> Config:
-    return Config(k=5, factors=[4, 16, 40], m_conc=400, conc_points=10, ts=31, plane_grid=21,
-                  sample_pairs=40, trials=6, iters=120, ms=[3, 10, 25], m_gd=50,
-                  depths=[2, 3, 4], depth_factor={2: 16, 3: 8, 4: 5}, width_factors=[2, 8, 32])
-
-
-def run(cfg: Config, out: Path) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(1)  # small matrices: one thread avoids contention on shared cores
-    t0 = time.time()
-    res: dict = {"config": {k: (v if not isinstance(v, dict) else {str(a): b for a, b in v.items()})
-                            for k, v in asdict(cfg).items()}}
-    bar = tqdm(total=6, desc="hand-voroninski")
-    d = cfg.depth
-
-    # 1. rho_d, two evaluations beside the README's values; the theta map.
-    res["rho"] = {str(dd): {"ours": ht.rho(dd), "recursion": ht.rho_recursive(dd), "readme": README_RHO.get(dd)}
-                  for dd in list(range(1, 11)) + [20, 50]}
+def run_rho(cfg: Config, out: Path) -> dict:
+    """rho_d, two evaluations beside the README's values; the theta map."""
+    res = {str(dd): {"ours": ht.rho(dd), "recursion": ht.rho_recursive(dd), "readme": README_RHO.get(dd)}
+           for dd in list(range(1, 11)) + [20, 50]}
     fig, axs = plt.subplots(1, 2, figsize=(9, 3.6))
     th = np.linspace(0, math.pi, 200)
     axs[0].plot(th, ht.theta_map(th), label="g(theta)")
@@ -89,19 +85,20 @@ def run(cfg: Config, out: Path) -> dict:
     fig.tight_layout()
     fig.savefig(out / "rho_and_theta_map.png", dpi=90)
     plt.close(fig)
-    bar.update(1)
-    _checkpoint(res, out, t0)
+    return res
 
-    # 2. Concentration of v_{x,x0} around h_{x,x0}; sampled WDC / RRIC constants.
+
+def run_concentration(cfg: Config, out: Path) -> dict:
+    """Concentration of v_{x,x0} around h_{x,x0}; sampled WDC / RRIC constants."""
+    d = cfg.depth
     conc = {"factors": cfg.factors, "A=I": [], f"m={cfg.m_conc}": []}
     for fct in cfg.factors:
         w = ex.expansive_widths(cfg.k, d, fct)
-        conc["A=I"].append(ex.concentration_error(w, None, cfg.conc_points, cfg.seed))
-        conc[f"m={cfg.m_conc}"].append(ex.concentration_error(w, cfg.m_conc, cfg.conc_points, cfg.seed))
+        conc["A=I"].append(ex.concentration_error(w, None, cfg.conc_points, cfg.seed, device=cfg.device))
+        conc[f"m={cfg.m_conc}"].append(ex.concentration_error(w, cfg.m_conc, cfg.conc_points, cfg.seed,
+                                                              device=cfg.device))
     consts = ex.wdc_rric_vs_width(cfg.k, d, cfg.factors, m_factor=cfg.m_conc // (cfg.k * d),
-                                  n_samples=cfg.sample_pairs, seed=cfg.seed)
-    res["concentration"] = conc
-    res["wdc_rric_sampled_lower_bounds"] = consts
+                                  n_samples=cfg.sample_pairs, seed=cfg.seed, device=cfg.device)
     fig, ax = plt.subplots(figsize=(5, 3.8))
     for key in ("A=I", f"m={cfg.m_conc}"):
         ax.plot(cfg.factors, [c["max"] for c in conc[key]], "o-", label=f"||v-h|| / (2^-d max norm), {key}")
@@ -115,15 +112,17 @@ def run(cfg: Config, out: Path) -> dict:
     fig.tight_layout()
     fig.savefig(out / "concentration_wdc_rric.png", dpi=90)
     plt.close(fig)
-    bar.update(1)
-    _checkpoint(res, out, t0)
+    return {**conc, "wdc_rric_sampled_lower_bounds": consts}
 
-    # 3. Landscape along the x0 axis (A = I and compressed) and on a plane.
+
+def run_landscape(cfg: Config, out: Path) -> dict:
+    """The landscape along the x0 axis (A = I and compressed) and on a plane."""
+    d = cfg.depth
     ts = np.linspace(-1.5, 1.5, cfg.ts)
     prof = {}
     fig, axs = plt.subplots(1, 2, figsize=(10, 4))
     for fct in cfg.factors:
-        p = ex.axis_profile(ex.expansive_widths(cfg.k, d, fct), cfg.m_conc, ts, cfg.seed)
+        p = ex.axis_profile(ex.expansive_widths(cfg.k, d, fct), cfg.m_conc, ts, cfg.seed, device=cfg.device)
         prof[str(fct)] = {"negative_zero": ex.negative_zero(p["t"], p["v_emp"]),
                           "max_abs_dev_from_h": float(np.nanmax(np.abs(p["v_emp"] - p["v_theory"])))}
         axs[0].plot(ts, p["v_emp"], label=f"empirical, factor {fct}")
@@ -142,10 +141,9 @@ def run(cfg: Config, out: Path) -> dict:
     fig.tight_layout()
     fig.savefig(out / "landscape_axis.png", dpi=90)
     plt.close(fig)
-    res["axis_profile"] = {"rho_d": ht.rho(d), "h_negative_zero": ex.negative_zero(ts, p["v_theory"]),
-                           "by_factor": prof}
+    res = {"rho_d": ht.rho(d), "h_negative_zero": ex.negative_zero(ts, p["v_theory"]), "by_factor": prof}
     pl = ex.landscape_plane(ex.expansive_widths(cfg.k, d, cfg.factors[-1]), cfg.m_conc,
-                            cfg.plane_grid, seed=cfg.seed)
+                            cfg.plane_grid, seed=cfg.seed, device=cfg.device)
     fig, axs = plt.subplots(1, 2, figsize=(9, 4))
     for ax, key, title in zip(axs, ("f", "f_theory"), ("empirical 2^d f", "large-width limit")):
         cs = ax.contourf(pl["s"], pl["s"], np.log10(pl[key] + 1e-6), levels=25, cmap="viridis")
@@ -158,27 +156,22 @@ def run(cfg: Config, out: Path) -> dict:
     fig.tight_layout()
     fig.savefig(out / "landscape_plane.png", dpi=90)
     plt.close(fig)
-    bar.update(1)
-    _checkpoint(res, out, t0)
+    return res
 
-    # 4. GD success against m.
+
+def run_gd(cfg: Config, out: Path) -> dict:
+    """GD success against m, depth (random and near -x0 initialisations) and width."""
+    d = cfg.depth
     wf = lambda dep, fct: ex.expansive_widths(cfg.k, dep, fct)  # noqa: E731
     s_m = ex.success_grid(cfg.ms, lambda m: (wf(d, cfg.gd_factor), m), cfg.trials, cfg.iters,
-                          seed=cfg.seed, desc="vs m")
-    bar.update(1)
-    _checkpoint(res, out, t0)
-    # 5. GD success against depth, from random and from near -x0 initialisations.
+                          seed=cfg.seed, desc="vs m", device=cfg.device)
     s_d = ex.success_grid(cfg.depths, lambda dep: (wf(dep, cfg.depth_factor[dep]), cfg.m_gd),
-                          cfg.trials, cfg.iters, seed=cfg.seed, desc="vs depth")
+                          cfg.trials, cfg.iters, seed=cfg.seed, desc="vs depth", device=cfg.device)
     s_dn = ex.success_grid(cfg.depths, lambda dep: (wf(dep, cfg.depth_factor[dep]), cfg.m_gd),
-                           cfg.trials, cfg.iters, init="negative", seed=cfg.seed, desc="vs depth, -x0 init")
-    bar.update(1)
-    _checkpoint(res, out, t0)
-    # 6. GD success against width (expansion factor).
+                           cfg.trials, cfg.iters, init="negative", seed=cfg.seed, desc="vs depth, -x0 init",
+                           device=cfg.device)
     s_w = ex.success_grid(cfg.width_factors, lambda fct: (wf(d, fct), cfg.m_gd), cfg.trials, cfg.iters,
-                          init="negative", seed=cfg.seed, desc="vs width")
-    res["gd"] = {"vs_m": s_m, "vs_depth_random_init": s_d, "vs_depth_negative_init": s_dn,
-                 "vs_width_negative_init": s_w}
+                          init="negative", seed=cfg.seed, desc="vs width", device=cfg.device)
     fig, axs = plt.subplots(1, 3, figsize=(13, 3.8))
     for ax, sg, xl, title in [
         (axs[0], s_m, "m", f"random init, k={cfg.k}, d={d}"),
@@ -197,35 +190,17 @@ def run(cfg: Config, out: Path) -> dict:
     fig.tight_layout()
     fig.savefig(out / "gd_success.png", dpi=90)
     plt.close(fig)
-    bar.update(1)
-    _checkpoint(res, out, t0)
-    bar.close()
+    return {"vs_m": s_m, "vs_depth_random_init": s_d, "vs_depth_negative_init": s_dn,
+            "vs_width_negative_init": s_w}
 
-    res["seconds"] = time.time() - t0
-    write_json(out / "results.json", res)
+
+SECTIONS = {"rho": run_rho, "concentration": run_concentration, "landscape": run_landscape, "gd": run_gd}
+
+
+def main(argv=None) -> dict:
+    res = run_sections("hand_voroninski", __doc__, Config, SECTIONS, argv, default_out="outputs/hand_voroninski")
+    print(json.dumps({k: res[k] for k in SECTIONS if k in res}, indent=1, default=float))
     return res
-
-
-def _checkpoint(res: dict, out: Path, t0: float) -> None:
-    """Record the elapsed time and rewrite results.json, so that a long run that is stopped keeps
-    the sections it finished."""
-    res.setdefault("timings", []).append(round(time.time() - t0, 1))
-    write_json(out / "results.json", res)
-
-
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small sizes (under a minute)")
-    ap.add_argument("--out", type=Path, default=Path("outputs/hand_voroninski"))
-    ap.add_argument("--trials", type=int, default=None, help="override GD trials per point")
-    args = ap.parse_args(argv)
-    cfg = quick_config() if args.quick else Config()
-    if args.trials is not None:
-        cfg.trials = args.trials
-    res = run(cfg, args.out)
-    print(json.dumps({k: res[k] for k in ("rho", "concentration", "wdc_rric_sampled_lower_bounds",
-                                          "axis_profile", "gd")}, indent=1, default=json_default))
-    print(f"done in {res['seconds']:.0f}s -> {args.out}")
 
 
 if __name__ == "__main__":

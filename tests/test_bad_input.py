@@ -139,7 +139,7 @@ RECONSTRUCT_CASES = [
     ("lr-zero", lambda c: recon(c, "--lr", "0", method="dip"), 2, "--lr"),
     ("iterations-negative", lambda c: recon(c, "--iterations", "-3", method="dip"), 2, "--iterations"),
     ("out-is-data-path", lambda c: ["reconstruct", "--data-path", c.sim, "--out", c.sim, "--method", "zero-filled"],
-     2, "--out: must not be the --data-path"),
+     2, "--out: must not be the input data directory"),
     *[(f"narrow-centre-{m}", lambda c, m=m: recon(c, *NARROW, method=m), 2,
        "--center-fractions: the fully sampled centre is 3 lines wide; ESPIRiT maps need at least 8")
       for m in ("sense", "l1-wavelet", "tv")],

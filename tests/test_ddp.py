@@ -13,7 +13,7 @@ from fastmri_untrained.pipeline import read_reconstruction
 
 ARGS = ["--method", "deep-decoder", "--iterations", "5", "--channels", "8", "--layers", "3",
         "--mask-type", "equispaced_fraction", "--accelerations", "4", "--center-fractions", "0.16",
-        "--accelerator", "cpu", "--no-progress"]
+        "--device", "cpu", "--no-progress"]
 
 
 def reconstruct(data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:

@@ -181,3 +181,40 @@ def test_a_diverging_fit_warns_and_returns_its_best_iterate():
     assert float(((res.output - x) ** 2).sum()) <= 4 * float((x ** 2).sum())
     with pytest.raises(ValueError, match="lr"):
         FitConfig(lr=float("inf"))
+
+
+def test_a_fitter_stepped_by_hand_is_fit():
+    # fit() is a Fitter stepped to the end; driving its two halves by hand, as the Lightning
+    # module does around its own optimizer step, is the same fit: the same float32 operations in
+    # the same order, so bit for bit (input noise, schedule and early stopping included).
+    from fastmri_untrained.fit import Fitter
+
+    x = smooth_image()
+    noisy = x + 0.3 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    fit_op = Inpainting.random(x.shape, 0.7, seed=3)
+    held = 1 - fit_op.mask
+
+    def validation(out):
+        return float((((out - noisy) * held) ** 2).sum())
+
+    cfg = quiet(iterations=400, lr=0.05, reg_noise_std=0.05, lr_schedule="cosine",
+                early_stop=EarlyStopConfig(check_every=5, patience=20))
+    ref = fit(small_decoder(), fit_op, fit_op(noisy), cfg, validation=validation)
+    assert ref.stop_reason == "early-stop"
+    fitter = Fitter(small_decoder(), fit_op, fit_op(noisy), cfg, validation=validation)
+    while not fitter.done():
+        fitter.optimizer.zero_grad(set_to_none=True)
+        loss, _ = fitter.loss_and_output()
+        if fitter.stopped:
+            break
+        loss.backward()
+        fitter.optimizer.step()
+        fitter.scheduler.step()
+        fitter.after_step()
+    res = fitter.result()
+    assert torch.equal(res.output, ref.output) and res.history == ref.history
+    assert (res.iterations, res.returned_iteration, res.stop_reason) == (ref.iterations, ref.returned_iteration,
+                                                                         ref.stop_reason)
+    assert fitter.result().history == res.history  # result() leaves the fitter as it was
+    with pytest.raises(RuntimeError, match="done"):
+        fitter.loss_and_output()

@@ -3,6 +3,7 @@
 import csv
 import dataclasses
 import json
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +19,12 @@ from fastmri_untrained.evaluate import volume_metrics
 from fastmri_untrained.fit import EarlyStopConfig, FitConfig, fit
 from fastmri_untrained.lightning import (DataConfig, FastMRIDataModule, ReconConfig,
                                          SliceReconstructionModule, check_trainer_args, fit_with_trainer,
-                                         slice_fit_module)
+                                         reconstruct_dataset, slice_fit_module)
 from fastmri_untrained.mri import sample_from_varnet
 from fastmri_untrained.nets import build_net
 from fastmri_untrained.operators.mri import SubsampledFourier
-from fastmri_untrained.pipeline import (MaskSpec, iterate_volumes, make_reconstructor, read_reconstruction,
-                                        reconstruct_dataset)
+from fastmri_untrained.pipeline import (MaskSpec, for_slice, iterate_volumes, make_reconstructor,
+                                        read_reconstruction)
 from fastmri_untrained.recon import UntrainedConfig
 
 SHAPE = (96, 64)
@@ -48,6 +49,12 @@ def sim_dir(tmp_path_factory) -> Path:
     return out
 
 
+def plain_volumes(sim_dir, reconstructor) -> dict:
+    """The reference: each slice reconstructed directly, no Lightning, stacked per volume."""
+    return {name: np.stack([for_slice(reconstructor, s)(s).image for s in samples])
+            for name, samples in iterate_volumes(sorted(sim_dir.glob("*.h5")), "multicoil", MASK)}
+
+
 def trainer(tmp_path, **kwargs) -> pl.Trainer:
     from pytorch_lightning.loggers import CSVLogger
 
@@ -68,14 +75,15 @@ def run_module(sim_dir, out, method, untrained=None, stage="test", reconstructor
 
 
 def test_classical_module_writes_the_pipeline_files_and_logs_fastmri_metrics(sim_dir, tmp_path):
-    ref = tmp_path / "ref"
-    rows = reconstruct_dataset(sim_dir, ref, "zero-filled", "multicoil", MASK, log=lambda m: None)
+    ref = plain_volumes(sim_dir, ZeroFilled())
+    rows = reconstruct_dataset(sim_dir, tmp_path / "driver", "zero-filled", "multicoil", MASK, log=lambda m: None)
     out = tmp_path / "pl"
     module, t, _ = run_module(sim_dir, out, "zero-filled", tmp_path=tmp_path)
     names = sorted(p.name for p in sim_dir.glob("*.h5"))
     assert sorted(p.name for p in out.glob("*.h5")) == names
     for name in names:
-        np.testing.assert_array_equal(read_reconstruction(out / name), read_reconstruction(ref / name))
+        np.testing.assert_array_equal(read_reconstruction(out / name), ref[name])
+        np.testing.assert_array_equal(read_reconstruction(tmp_path / "driver" / name), ref[name])
     # Per-volume metrics are fastmri.evaluate's, on the written volume and the file's target.
     for row, name in zip(module.rows, names):
         vols = dict(iterate_volumes([sim_dir / name], "multicoil", MASK))
@@ -101,9 +109,7 @@ def test_classical_module_writes_the_pipeline_files_and_logs_fastmri_metrics(sim
 
 def test_deep_decoder_fitted_inside_predict_step_matches_pipeline(sim_dir, tmp_path):
     cfg = UntrainedConfig(**TINY)
-    ref = tmp_path / "ref"
-    reconstruct_dataset(sim_dir, ref, "deep-decoder", "multicoil", MASK, make_reconstructor("deep-decoder",
-                        untrained=cfg, show_progress=False), log=lambda m: None)
+    ref = plain_volumes(sim_dir, make_reconstructor("deep-decoder", untrained=cfg, show_progress=False))
     out = tmp_path / "pl"
     # predict runs under torch.inference_mode: the fit must still get gradients (or it would raise,
     # or return the initial network output, which the reference run did not).
@@ -112,7 +118,7 @@ def test_deep_decoder_fitted_inside_predict_step_matches_pipeline(sim_dir, tmp_p
     assert [(p["fname"], p["slice_num"]) for p in predictions] == [
         (n, k) for n in sorted(p.name for p in sim_dir.glob("*.h5")) for k in range(2)]
     for name in sorted(p.name for p in sim_dir.glob("*.h5")):
-        np.testing.assert_array_equal(read_reconstruction(out / name), read_reconstruction(ref / name))
+        np.testing.assert_array_equal(read_reconstruction(out / name), ref[name])
         stacked = np.stack([p["image"] for p in predictions if p["fname"] == name])
         np.testing.assert_array_equal(stacked, read_reconstruction(out / name))
     # And the fit really moved the network: zero iterations give a different image.
@@ -132,14 +138,14 @@ def test_failure_keeps_finished_volumes_and_leaves_no_partial_file_then_resume(s
     # The CLI resumes: it skips the finished volume and writes the other one.
     before = (out / "file_sim_3_0.h5").stat().st_mtime_ns
     assert main(["reconstruct", "--data-path", str(sim_dir), "--out", str(out), "--method", "zero-filled",
-                 "--center-fractions", "0.16", "--accelerator", "cpu", "--no-progress"]) == 0
+                 "--center-fractions", "0.16", "--device", "cpu", "--no-progress"]) == 0
     assert (out / "file_sim_3_0.h5").stat().st_mtime_ns == before
     assert sorted(p.name for p in out.glob("*.h5")) == ["file_sim_3_0.h5", "file_sim_3_1.h5"]
     rows = json.loads((out / "metrics.json").read_text())["rows"]
     # Every finished volume is scored, the one from the interrupted run too, as a run in one go would.
     full = tmp_path / "full"
     assert main(["reconstruct", "--data-path", str(sim_dir), "--out", str(full), "--method", "zero-filled",
-                 "--center-fractions", "0.16", "--accelerator", "cpu", "--no-progress"]) == 0
+                 "--center-fractions", "0.16", "--device", "cpu", "--no-progress"]) == 0
     expected = json.loads((full / "metrics.json").read_text())["rows"]
     assert [r["file"] for r in rows] == [r["file"] for r in expected] == ["file_sim_3_0.h5", "file_sim_3_1.h5"]
     for got, want in zip(rows, expected):
@@ -152,7 +158,7 @@ def test_cli_reconstruct_runs_through_the_module_with_holdout_report(sim_dir, tm
     out = tmp_path / "cli"
     assert main(["reconstruct", "--data-path", str(sim_dir), "--out", str(out), "--method", "deep-decoder",
                  "--iterations", "5", "--channels", "8", "--layers", "3", "--center-fractions", "0.16",
-                 "--report-holdout", "0.2", "--accelerator", "cpu", "--devices", "1", "--precision", "32-true",
+                 "--report-holdout", "0.2", "--device", "cpu", "--devices", "1", "--precision", "32-true",
                  "--no-progress"]) == 0
     holdout = json.loads((out / "holdout.json").read_text())
     assert sorted(holdout["volumes"]) == sorted(p.name for p in sim_dir.glob("*.h5"))
@@ -161,9 +167,9 @@ def test_cli_reconstruct_runs_through_the_module_with_holdout_report(sim_dir, tm
 
 
 @pytest.mark.parametrize("flags,name", [
-    (["--accelerator", "gpu"], "--accelerator"),
-    (["--accelerator", "cpu", "--devices", "0,1"], "--devices"),
-    (["--accelerator", "cpu", "--devices", "many"], "--devices"),
+    (["--device", "gpu"], "--device"),
+    (["--device", "cpu", "--devices", "0,1"], "--devices"),
+    (["--device", "cpu", "--devices", "many"], "--devices"),
     (["--strategy", "horovod"], "--strategy"),
     (["--precision", "8-bit"], "--precision"),
     (["--num-nodes", "0"], "--num-nodes"),
@@ -183,7 +189,7 @@ def test_too_many_gpus_is_an_input_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(InputError, match="64 GPUs requested but only 1"):
         check_trainer_args("gpu", "64")
-    with pytest.raises(InputError, match="--devices"):
+    with pytest.raises(InputError, match="devices"):
         check_trainer_args("cuda", "0,3")
     assert check_trainer_args("gpu", "1")["devices"] == 1
 
@@ -243,6 +249,53 @@ def test_trainer_fit_honours_compile():
     torch.testing.assert_close(result.output, ref.output, rtol=0, atol=tol * float(ref.output.abs().max()))
 
 
+def _nan_after(forward_model, calls: int):
+    count = {"n": 0}
+
+    def exploding(output):
+        count["n"] += 1
+        return forward_model(output) * (float("nan") if count["n"] > calls else 1.0)
+
+    return exploding
+
+
+@pytest.mark.parametrize("case", ["early-stop", "non-finite"])
+def test_trainer_fit_stops_where_the_plain_fitting_engine_stops(case):
+    # FitModule drives fit.Fitter, so its checks are fit.fit's: early stopping on a validation
+    # function, and a non-finite loss (a warning, no step on it, the best iterate returned).
+    make_net, forward_model, y = _problem()
+    target = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(1)) * 1e-3
+
+    def validation(output):  # falls, then rises once the fit leaves the random target behind
+        return float(((output - target) ** 2).sum())
+
+    kwargs = {}
+    if case == "early-stop":
+        cfg = FitConfig(iterations=200, lr=0.05, show_progress=False,
+                        early_stop=EarlyStopConfig(check_every=3, patience=9))
+        kwargs["validation"] = validation
+        model = lambda: forward_model  # noqa: E731
+    else:
+        cfg = FitConfig(iterations=30, lr=0.01, show_progress=False)
+        model = lambda: _nan_after(forward_model, 12)  # noqa: E731
+    with pytest.warns(RuntimeWarning, match="non-finite") if case == "non-finite" else nullcontext():
+        ref = fit(make_net(), model(), y, cfg, **kwargs)
+    with pytest.warns(RuntimeWarning, match="non-finite") if case == "non-finite" else nullcontext():
+        result, module = fit_with_trainer(make_net(), model(), y, cfg, **kwargs)
+    assert ref.stop_reason == case and ref.iterations < cfg.iterations
+    # Lightning runs the same float32 kernels in the same order (bitwise equal measured), so the
+    # discrete outcomes are compared exactly; the output gets the reduction-order slack of the
+    # test above, once per step taken.
+    assert (result.stop_reason, result.iterations, result.returned_iteration) == (
+        ref.stop_reason, ref.iterations, ref.returned_iteration)
+    assert module.trainer.should_stop
+    n = y.numel()
+    np.testing.assert_allclose(result.history["loss"], ref.history["loss"], rtol=fit_tol(n, ref.iterations))
+    torch.testing.assert_close(result.output, ref.output, rtol=0,
+                               atol=fit_tol(n, ref.iterations) * float(ref.output.abs().max()))
+    assert torch.isfinite(result.output).all()
+
+
 def test_trainer_fit_early_stopping_on_heldout_kspace_with_lightning_callbacks(sim_dir, tmp_path):
     from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger
@@ -289,3 +342,19 @@ def test_ctrl_c_keeps_finished_volumes(sim_dir, tmp_path):
         t.test(module, datamodule=FastMRIDataModule(DataConfig(sim_dir, "multicoil", MASK)))
     assert t.interrupted
     assert sorted(p.name for p in out.iterdir()) == ["file_sim_3_0.h5"]
+
+
+def test_volume_table_holds_every_processes_volumes_after_the_sum_reduction():
+    """What torchmetrics' sum reduction does across processes, done by hand: each volume lives on
+    one process, so the summed table is exact (adding zeros), in float64, NaN marking absent values."""
+    from fastmri_untrained.evaluate import VolumeTable
+    from fastmri_untrained.lightning import TABLE_COLUMNS
+
+    names = ["a.h5", "b.h5", "c.h5"]
+    rank0, rank1 = VolumeTable(names, TABLE_COLUMNS), VolumeTable(names, TABLE_COLUMNS)
+    scored = {"file": "b.h5", "seconds": 2.5, "NMSE": 0.012345678901234, "PSNR": 31.123456789012, "SSIM": 0.9}
+    unscored = {"file": "a.h5", "seconds": 1.25, "holdout_nmse": 0.5}
+    rank0.update(scored)
+    rank1.update(unscored)
+    rows = rank0.rows(rank0.values + rank1.values, rank0.present + rank1.present)
+    assert rows == [unscored, scored]  # c.h5 was reconstructed by no process: no row

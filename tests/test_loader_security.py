@@ -117,7 +117,7 @@ def test_h5_contents_never_become_path_components(tmp_path, capsys):
     before = set(tmp_path.rglob("*"))
 
     rc, err = run_cli(["reconstruct", "--data-path", data, "--out", out, "--method", "zero-filled",
-                       "--no-progress", "--center-fractions", "0.16", "--accelerator", "cpu"], capsys)
+                       "--no-progress", "--center-fractions", "0.16", "--device", "cpu"], capsys)
     assert rc == 0, err
     rc, err = run_cli(["evaluate", "--target-path", data, "--predictions-path", out, "--challenge", "multicoil",
                        "--out", report], capsys)

@@ -204,7 +204,7 @@ def test_masks_and_calibration_width():
     assert 13 <= calibration_width(m8) <= 16  # 0.04 x 368 ~ 15 lines, not SigPy's default 24
     pm = make_mask("poisson", (64, 64), 4, 0.25, seed=0)
     assert pm.shape == (64, 64) and calibration_width(pm) >= 14
-    with pytest.raises(ValueError, match="mask-type"):
+    with pytest.raises(ValueError, match="mask_type"):  # the parameter; the CLI names its flag
         check_mask_args("spiral", [4], [0.08])
     with pytest.raises(ValueError, match="acceleration"):
         check_mask_args("random", [0.5], [0.08])

@@ -19,7 +19,8 @@ from fastmri_untrained.data.simulate import simulate_dataset
 from fastmri_untrained.fit import FitConfig
 from fastmri_untrained.mri import sample_from_varnet
 from fastmri_untrained.operators.masks import fastmri_mask_func
-from fastmri_untrained.pipeline import MaskSpec, iterate_volumes, read_reconstruction, reconstruct_dataset
+from fastmri_untrained.lightning import reconstruct_dataset
+from fastmri_untrained.pipeline import MaskSpec, iterate_volumes, read_reconstruction
 from fastmri_untrained.recon import UntrainedConfig, UntrainedReconstructor
 
 SHAPE = (96, 64)  # small k-space; target 48x48
@@ -93,7 +94,8 @@ def test_rerun_skips_finished_volumes_and_failures_leave_no_partial_file(sim_dir
     mask = MaskSpec("equispaced_fraction", (4,), (0.16,))
     with pytest.raises(RuntimeError, match="boom"):
         reconstruct_dataset(sim_dir, out, "zero-filled", "multicoil", mask, flaky_zero_filled, log=lambda m: None)
-    assert [p.name for p in out.iterdir()] == ["file_sim_1_0.h5"]  # complete first volume only
+    # The complete first volume only (beside Lightning's logs), no partial file.
+    assert sorted(p.name for p in out.iterdir() if p.name != "logs") == ["file_sim_1_0.h5"]
     logs = []
     rows = reconstruct_dataset(sim_dir, out, "zero-filled", "multicoil", mask, ZeroFilled(), log=logs.append)
     assert any("skipped" in m for m in logs)
@@ -261,7 +263,7 @@ def test_non_h5_entries_and_the_output_directory_inside_the_data_are_ignored(tmp
     assert sorted(p.name for p in out.glob("*.h5")) == ["file_sim_2_0.h5"]
     assert main(["reconstruct", "--data-path", str(data), "--out", str(data), "--method", "zero-filled",
                  *RECON_ARGS]) == 2
-    assert "--out: must not be the --data-path" in capsys.readouterr().err
+    assert "--out: must not be the input data directory" in capsys.readouterr().err
 
 
 def _test_layout_copy(src: Path, dst: Path, mask: np.ndarray) -> Path:
@@ -322,5 +324,5 @@ def test_a_253_character_volume_name_reconstructs_and_logs_its_image(tmp_path):
     next(data.glob("file_sim_*.h5")).rename(long)
     out = tmp_path / "out"
     assert main(["reconstruct", "--data-path", str(data), "--out", str(out), "--method", "zero-filled",
-                 "--accelerator", "cpu", *RECON_ARGS]) == 0
+                 "--device", "cpu", *RECON_ARGS]) == 0
     assert (out / long.name).exists() and len(list((out / "logs").rglob("images/*.png"))) == 1

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from fastmri_untrained.operators.masks import calibration_width
+from fastmri_untrained.operators.masks import calibration_width, num_center_lines
 from fastmri_untrained.data.readers import (
-    calibration_region,
     check_kspace_array,
     check_maps_match,
     load_kspace,
@@ -99,8 +98,6 @@ def test_shared_files_shapes_and_images():
     assert 0.1 < overlap < 0.5
     # A fully sampled calibration centre of about 20-24 lines in both.
     for m in (mb, mn):
-        h, w = calibration_region(m)
-        assert 16 <= min(h, w) and max(h, w) <= 40
         assert 16 <= calibration_width(torch.from_numpy(m)) <= 32
     # The ifft RSS is an image: bright object in the middle, dark border.
     for k in (bart, npy):
@@ -114,7 +111,7 @@ def test_shared_files_shapes_and_images():
 # ----------------------------------------------------------------------------- masks
 
 
-def test_mask_and_calibration_region_fastmri_style():
+def test_mask_and_calibration_width_fastmri_style():
     H, W = 40, 30
     mask = np.zeros((H, W), bool)
     mask[:, ::4] = True
@@ -123,19 +120,18 @@ def test_mask_and_calibration_region_fastmri_style():
     k[1][mask] = 1 + 1j  # sampled in one coil only still counts
     m = sampling_mask_from_kspace(k)
     assert m.shape == (H, W) and np.array_equal(m, mask)
-    reg = calibration_region(m)
-    # A centred run of width w starts at W//2 - w//2 = 15 - w//2: w = 7 gives 12..18 (all
-    # sampled), w = 8 gives 11..18 (11 is not). Full-height lines, as fastMRI's masks.
-    assert reg == (H, 7)
+    # The sampled run through the centre column 15 is 12..18 (11 is not sampled). Full-height
+    # lines, as fastMRI's masks: 7 centre lines.
+    assert num_center_lines(torch.from_numpy(m)) == 7
     assert calibration_width(torch.from_numpy(m)) == 7
     # Nothing sampled at the centre -> nothing to calibrate from.
-    assert calibration_region(np.zeros((8, 8), bool)) == (0, 0)
+    assert calibration_width(torch.zeros(8, 8, dtype=torch.bool)) == 0
+    assert num_center_lines(torch.zeros(1, 8)) == 0
 
 
-def test_calibration_region_square():
+def test_calibration_width_square():
     m = np.zeros((64, 48), bool)
-    m[32 - 10 : 32 + 10, 24 - 8 : 24 + 8] = True  # a 20 x 16 centred block
-    assert calibration_region(m) == (20, 16)
+    m[32 - 10 : 32 + 10, 24 - 8 : 24 + 8] = True  # a 20 x 16 centred block: the square is 16 wide
     assert calibration_width(torch.from_numpy(m)) == 16
 
 

@@ -1,9 +1,10 @@
-"""The shared command line of the reproduce_* scripts: --set overrides and results.json."""
+"""The shared command line of the reproduce_* scripts: --set overrides, --device and results.json."""
 
 import json
 from dataclasses import dataclass
 
 import pytest
+import torch
 
 from fastmri_untrained.errors import InputError
 from fastmri_untrained.theory.sections import apply_overrides, run_sections
@@ -15,6 +16,7 @@ class ToyConfig:
     steps: tuple = (1500, 3000)
     image: str = "camera"
     net: dict = None
+    device: str = "cpu"
 
     @classmethod
     def quick(cls):
@@ -61,4 +63,24 @@ def test_bad_override_on_the_command_line_is_one_line_and_creates_nothing(tmp_pa
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "--set: unknown field 'sizes'" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_device_option_sets_the_config_field(tmp_path, keep_threads):
+    seen = []
+    section = {"first": lambda cfg, out: seen.append(cfg.device) or {}}
+    with keep_threads():
+        res = run_sections("toy", "toy", ToyConfig, section, ["--device", "cpu", "--out", str(tmp_path / "a")])
+        run_sections("toy", "toy", ToyConfig, section, ["--out", str(tmp_path / "b")])  # auto
+    assert seen == ["cpu", "cuda" if torch.cuda.is_available() else "cpu"]
+    assert res["config"]["device"] == "cpu"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_without_a_gpu_is_one_line_and_creates_nothing(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        run_sections("toy", "toy", ToyConfig, {}, ["--device", "cuda", "--out", str(tmp_path / "out")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--device: cuda requested but no CUDA device" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()

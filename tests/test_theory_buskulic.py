@@ -3,13 +3,14 @@ Lipschitz bounds (Lemmas B.2-B.3), the KL function of the p-loss, and the quick 
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from fastmri_untrained.theory import buskulic as bk
+from fastmri_untrained.theory.buskulic import network as bk
 
 EPS64 = float(np.finfo(np.float64).eps)
 
@@ -133,7 +134,7 @@ def quick(tmp_path_factory, load_script, keep_threads):
     mod = load_script("reproduce_buskulic")
     out = tmp_path_factory.mktemp("bk")
     with keep_threads():
-        res = mod.run(mod.quick_config(), out)
+        res = mod.main(["--quick", "--device", "cpu", "--out", str(out)])
     return res, out
 
 
@@ -142,11 +143,14 @@ def test_quick_writes_figures_and_json(quick):
     for name in ("fig1_success_maps.png", "fig2a_signal_error.png", "fig2b_final_loss_vs_k.png",
                  "fig3_loss_vs_p.png", "results.json"):
         assert (out / name).stat().st_size > 1000
+    # strict JSON (an unreached k is null, not NaN), from the run on the device asked for
+    written = json.loads((out / "results.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} written"))
+    assert written["config"]["device"] == "cpu" and written["fig3"] == res["fig3"]
 
 
 def test_condition_8_and_lemma_3_10(quick):
     res, _ = quick
-    tiny, fig1 = res["lemma_3_10"]
+    tiny, fig1 = res["lemma"]
     # (8) holds for a tiny problem with a huge hidden layer, and Lemma 3.10 (i)-(iii) along GD.
     assert tiny["frac_cond8"] >= 0.5
     assert tiny["frac_check_i"] == tiny["frac_check_ii"] == tiny["frac_check_iii"] == 1.0

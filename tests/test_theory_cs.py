@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from fastmri_untrained.theory import dynamics, experiments_hs
-from fastmri_untrained.theory.dual_kernel import sorted_basis, triangular_kernel
+from fastmri_untrained.theory.heckel_soltanolkotabi import dynamics, experiments
+from fastmri_untrained.theory.heckel_soltanolkotabi.dual_kernel import sorted_basis, triangular_kernel
 
 EPS64 = np.finfo(np.float64).eps
 
@@ -40,7 +40,7 @@ def test_min_norm_solution_is_gd_limit_and_interpolates():
 
 def test_linear_generator_error_below_theorem1_rhs_and_decreasing():
     for gamma in (None, 0.9):
-        r = experiments_hs.linear_cs(n=128, p=6, ms=(12, 24, 36, 60), gamma=gamma, trials=4)
+        r = experiments.linear_cs(n=128, p=6, ms=(12, 24, 36, 60), gamma=gamma, trials=4)
         errs = [row["error"] for row in r["rows"]]
         for row in r["rows"]:
             assert row["error_max"] <= row["rhs"], row  # holds with constant C = 1
@@ -66,15 +66,15 @@ def test_theorem1_rhs_is_not_vacuous():
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory, load_script, keep_threads):
-    """One run of ``scripts/reproduce_cs.py --quick``; the tests below read its numbers."""
-    from fastmri_untrained.theory.deepnets_hs import SHARED_IMAGES
+    """One run of ``scripts/reproduce_cs.py --quick --device cpu``; the tests below read its numbers."""
+    from fastmri_untrained.theory.heckel_soltanolkotabi.deep_experiments import SHARED_IMAGES
 
     if not SHARED_IMAGES.is_dir():
         pytest.skip(f"shared images not found at {SHARED_IMAGES}")
     mod = load_script("reproduce_cs")
     out = tmp_path_factory.mktemp("cs")
     with keep_threads():
-        res = mod.main(["--quick", "--out", str(out)])
+        res = mod.main(["--quick", "--device", "cpu", "--out", str(out)])
     res["_out"] = out
     return res
 

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from fastmri_untrained.theory import convgen, dynamics, experiments_hs
-from fastmri_untrained.theory.dual_kernel import (
+from fastmri_untrained.theory.heckel_soltanolkotabi import dynamics, experiments, network
+from fastmri_untrained.theory.heckel_soltanolkotabi.dual_kernel import (
     autocorrelation,
     circulant,
     gaussian_kernel,
@@ -60,7 +60,7 @@ def test_autocorrelation_is_row_gram():
 
 def test_sigma_eigenvalues_equal_dual_kernel_squared():
     n = 300
-    res = experiments_hs.dual_kernel_check(n=n)
+    res = experiments.dual_kernel_check(n=n)
     # Not eigvalsh's ~n eps lambda_max (~1e-12): arccos at cosine 1 puts ~||u||^2 sqrt(eps)/pi on both sides
     # (1.59e-8 measured = sqrt(eps) 6.7/(2 pi) when rho_ii rounds 1 ulp below 1), see arccos_rounding.
     # ||u||^2 = 2 Sigma_ii <= 2 lambda_max bounds the relative error by 3.7e-8; a wrong formula is off by O(1).
@@ -110,19 +110,19 @@ def test_jacobian_gram_matches_explicit_jacobian():
     rng = np.random.default_rng(0)
     U = circulant(triangular_kernel(16, 4))
     C = rng.standard_normal((16, 8))
-    v = convgen.output_weights(8)
-    J = convgen.jacobian(U, C, v)
+    v = network.output_weights(8)
+    J = network.jacobian(U, C, v)
     assert J.shape == (16, 16 * 8)
     n, k, u_norm = 16, 8, np.linalg.norm(U[0])
     # nk-term sums of |J_i||J_j| <= ||u||^2 (sum v_l^2 = 1): error <= nk eps ||u||^2, 2x margin
-    assert np.allclose(J @ J.T, convgen.jacobian_gram(U, C, v), rtol=0, atol=2 * n * k * EPS64 * u_norm**2)
+    assert np.allclose(J @ J.T, network.jacobian_gram(U, C, v), rtol=0, atol=2 * n * k * EPS64 * u_norm**2)
     # G is positively homogeneous: J(C) vec(C) = G(C); nk-term sums of |J||c| <= ||u|| ||C||_F, 2x margin
-    assert np.allclose(J @ C.T.reshape(-1), convgen.generator(U, C, v), rtol=0,
+    assert np.allclose(J @ C.T.reshape(-1), network.generator(U, C, v), rtol=0,
                        atol=2 * n * k * EPS64 * u_norm * np.linalg.norm(C))
 
 
 def test_monte_carlo_gram_converges_to_sigma():
-    r = experiments_hs.monte_carlo_convergence(n=64, k=64, samples=(1, 4, 16, 64, 256))
+    r = experiments.monte_carlo_convergence(n=64, k=64, samples=(1, 4, 16, 64, 256))
     e = r["relative_error"]
     assert all(b < a for a, b in zip(e, e[1:])), e
     # Monte Carlo error ~ 1/sqrt(samples): e[0] / 16 = 0.009 expected at 256 (0.006 measured), 2x margin
@@ -131,7 +131,7 @@ def test_monte_carlo_gram_converges_to_sigma():
 
 def test_linear_gd_matches_prop1_formula():
     n, T = 60, 100
-    r = experiments_hs.linear_dynamics_check(n=n, iterations=T)
+    r = experiments.linear_dynamics_check(n=n, iterations=T)
     # GD is non-expansive (eta s_i^2 <= 1) so rounding adds up: T steps of n-term products with
     # ||c_t|| <= sqrt(t) ||y||, ||y|| <= 2: ~T^1.5 n eps ||y|| = 2.7e-11 (7e-16 measured); a wrong formula ~1e-2
     assert r["max_abs_error"] < T**1.5 * n * EPS64 * 2
@@ -151,11 +151,11 @@ def test_gd_gradient_is_exact():
     n, k = 12, 6
     U = circulant(triangular_kernel(n, 3))
     y = rng.standard_normal(n)
-    r = convgen.fit_two_layer(U, y, convgen.GDConfig(iterations=1, step=1e-6, k=k, omega=1.0, seed=4))
+    r = network.fit_two_layer(U, y, network.GDConfig(iterations=1, step=1e-6, k=k, omega=1.0, seed=4))
     C0 = np.random.default_rng(4).standard_normal((n, k))
     grad = (C0 - r.C) / 1e-6
-    v = convgen.output_weights(k)
-    loss = lambda C: 0.5 * np.sum((convgen.generator(U, C, v) - y) ** 2)  # noqa: E731
+    v = network.output_weights(k)
+    loss = lambda C: 0.5 * np.sum((network.generator(U, C, v) - y) ** 2)  # noqa: E731
     E = np.zeros_like(C0)
     E[2, 3] = 1e-6
     fd = (loss(C0 + E) - loss(C0 - E)) / 2e-6
@@ -167,7 +167,7 @@ def test_gd_gradient_is_exact():
 # --------------------------------------------------------------------------- two-layer network denoising
 @pytest.fixture(scope="module")
 def two_layer():
-    return experiments_hs.two_layer_denoising(n=64, p=5, half_width=16, noise_level=0.5, ks=(512, 4096),
+    return experiments.two_layer_denoising(n=64, p=5, half_width=16, noise_level=0.5, ks=(512, 4096),
                                               seeds=(0, 1), horizon=4.0, show_progress=False)
 
 
@@ -197,7 +197,7 @@ def test_two_layer_error_respects_theorem2_curve(two_layer):
 
 @pytest.fixture(scope="module")
 def two_layer_2d():
-    return experiments_hs.two_layer_denoising(n=(12, 12), p=5, half_width=6, noise_level=0.5, ks=(512, 4096),
+    return experiments.two_layer_denoising(n=(12, 12), p=5, half_width=6, noise_level=0.5, ks=(512, 4096),
                                               seeds=(0, 1), horizon=8.0, show_progress=False)
 
 
@@ -217,7 +217,7 @@ def test_two_layer_2d_denoises_images_within_the_theorems(two_layer_2d):
 
 
 def test_dual_kernel_decays_faster_for_wider_kernels():
-    out = experiments_hs.kernels_and_dual_kernels(n=300, triangular=(2, 10), gaussian=())
+    out = experiments.kernels_and_dual_kernels(n=300, triangular=(2, 10), gaussian=())
     narrow = np.asarray(out["triangular hw=2"]["sigma"])
     wide = np.asarray(out["triangular hw=10"]["sigma"])
     # measured at n = 300: sigma_61/sigma_1 = 0.92 (hw 2) vs 0.18 (hw 10)
@@ -228,15 +228,15 @@ def test_dual_kernel_decays_faster_for_wider_kernels():
 # --------------------------------------------------------------------------- deep networks (script, quick size)
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory, load_script, keep_threads):
-    """One run of ``scripts/reproduce_denoising.py --quick``; the tests below read its numbers."""
-    from fastmri_untrained.theory.deepnets_hs import SHARED_IMAGES
+    """One run of ``scripts/reproduce_denoising.py --quick --device cpu``; the tests below read its numbers."""
+    from fastmri_untrained.theory.heckel_soltanolkotabi.deep_experiments import SHARED_IMAGES
 
     if not SHARED_IMAGES.is_dir():
         pytest.skip(f"shared images not found at {SHARED_IMAGES}")
     mod = load_script("reproduce_denoising")
     out = tmp_path_factory.mktemp("denoising")
     with keep_threads():
-        res = mod.main(["--quick", "--out", str(out)])
+        res = mod.main(["--quick", "--device", "cpu", "--out", str(out)])
     res["_out"] = out
     return res
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from fastmri_untrained.theory import hv_network as hn
-from fastmri_untrained.theory import hv_theory as ht
+from fastmri_untrained.theory.hand_voroninski import closed_forms as ht
+from fastmri_untrained.theory.hand_voroninski import network as hn
 
 README_RHO = {1: 0.0, 2: 0.31831, 3: 0.49373, 4: 0.60483, 5: 0.68095, 10: 0.85481, 20: 0.94449}
 EPS64 = np.finfo(np.float64).eps
@@ -132,7 +132,7 @@ def quick(tmp_path_factory, load_script, keep_threads):
     mod = load_script("reproduce_hand_voroninski")
     out = tmp_path_factory.mktemp("hv")
     with keep_threads():
-        res = mod.run(mod.quick_config(), out)
+        res = mod.main(["--quick", "--device", "cpu", "--out", str(out)])
     return res, out
 
 
@@ -148,13 +148,13 @@ def test_descent_vector_concentrates_on_h_as_widths_grow(quick):
     for key in ("A=I", "m=400"):
         errs = [c["max"] for c in res["concentration"][key]]
         assert errs[-1] < 0.35 * errs[0], (key, errs)
-    wdc = res["wdc_rric_sampled_lower_bounds"]["wdc"]
+    wdc = res["concentration"]["wdc_rric_sampled_lower_bounds"]["wdc"]
     assert wdc[-1] < 0.3 * wdc[0]
 
 
 def test_empirical_negative_critical_point_near_minus_rho(quick):
     res, _ = quick
-    ap = res["axis_profile"]
+    ap = res["landscape"]
     # on t < 0 the angle is pi, so 2^d <h, x0> = t + rho_d is linear: interpolating its zero is exact up to rounding
     assert ap["h_negative_zero"] == pytest.approx(-ap["rho_d"], abs=64 * EPS64)
     widest = ap["by_factor"][str(res["config"]["factors"][-1])]

@@ -15,7 +15,8 @@ from fastmri_untrained import trained
 from fastmri_untrained.data.simulate import simulate_dataset
 from fastmri_untrained.errors import InputError
 from fastmri_untrained.leaderboard import evaluate_predictions
-from fastmri_untrained.pipeline import MaskSpec, reconstruct_dataset
+from fastmri_untrained.lightning import reconstruct_dataset
+from fastmri_untrained.pipeline import MaskSpec
 
 SHAPE = (96, 64)  # targets 48x48
 MASK = MaskSpec("equispaced_fraction", (4,), (0.16,))

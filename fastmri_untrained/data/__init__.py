@@ -2,9 +2,7 @@
 
 from .images import MRSlice, fit_to_size, mr_images, source_slices
 from .readers import (
-    CalibrationRegion,
     FastMRIFileInfo,
-    calibration_region,
     check_kspace_array,
     check_maps_match,
     load_kspace,

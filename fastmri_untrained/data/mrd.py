@@ -43,7 +43,9 @@ from typing import Optional, Union
 import h5py
 import numpy as np
 
-from ..errors import InputError, atomic_path
+from ..errors import InputError
+from ..files import atomic_path
+from ..operators.masks import center_run
 
 PathLike = Union[str, os.PathLike]
 
@@ -321,12 +323,5 @@ def center_lines(mask: np.ndarray) -> np.ndarray:
     """(W,) bool: the contiguous run of sampled lines around the centre W // 2 (the calibration region)."""
     mask = np.asarray(mask, dtype=bool).reshape(-1)
     out = np.zeros_like(mask)
-    c = mask.size // 2
-    if mask[c]:
-        lo, hi = c, c
-        while lo > 0 and mask[lo - 1]:
-            lo -= 1
-        while hi < mask.size - 1 and mask[hi + 1]:
-            hi += 1
-        out[lo:hi + 1] = True
+    out[center_run(mask)] = True
     return out

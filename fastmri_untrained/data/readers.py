@@ -4,7 +4,7 @@
   ``python/cfl.py``: complex64 data in column-major order, dimensions in the header);
 - numpy ``.npy`` arrays (``read_npy_kspace``);
 - ``load_kspace``: either, as a C-order (coils, H, W) complex64 array;
-- the sampling mask and the fully sampled calibration region of undersampled k-space;
+- the sampling mask of undersampled k-space (its fully sampled centre: ``operators.masks``);
 - checks on fastMRI HDF5 files and on arrays that raise ``InputError`` naming the file and the
   problem, instead of an h5py/numpy traceback deep inside a reconstruction.
 """
@@ -20,11 +20,13 @@ from typing import NamedTuple, Sequence, Union
 import h5py
 import numpy as np
 
-from ..errors import InputError, atomic_path
+from ..errors import InputError
+from ..files import atomic_path
 
 PathLike = Union[str, os.PathLike]
 
 KSPACE_NDIM = {"multicoil": 4, "singlecoil": 3}  # (slices, [coils,] H, W) in fastMRI files
+TARGET_KEYS = {"multicoil": "reconstruction_rss", "singlecoil": "reconstruction_esc"}  # ground truth per challenge
 MAX_CFL_ELEMENTS = 2**32  # 32 GiB of complex64: a header asking for more is refused, not allocated
 
 
@@ -160,53 +162,6 @@ def sampling_mask_from_kspace(kspace: np.ndarray) -> np.ndarray:
     k = np.asarray(kspace)
     nz = k != 0
     return nz.any(axis=tuple(range(k.ndim - 2))) if k.ndim > 2 else nz
-
-
-class CalibrationRegion(NamedTuple):
-    """Size of the largest fully sampled centred rectangle: (height, width)."""
-
-    height: int
-    width: int
-
-
-def _centred(n: int, m: int) -> slice:
-    # The same centring as sigpy.resize / fastMRI's centre crop: start at n//2 - m//2.
-    start = n // 2 - m // 2
-    return slice(start, start + m)
-
-
-def _widths_per_height(mask: np.ndarray) -> list[int]:
-    """For each height h = 1..H, the widest fully sampled centred rectangle of that height."""
-    H, W = mask.shape
-    out = []
-    for h in range(1, H + 1):
-        cols = mask[_centred(H, h)].all(axis=0)
-        w = 0
-        while w < W and cols[_centred(W, w + 1)].all():
-            w += 1
-        out.append(w)
-        if w == 0:  # taller rectangles cannot be wider
-            out.extend([0] * (H - h))
-            break
-    return out
-
-
-def calibration_region(mask: np.ndarray) -> CalibrationRegion:
-    """The largest-area fully sampled rectangle centred on the k-space centre (H//2, W//2).
-
-    For fastMRI's 1-D masks (whole readout lines) this is (H, number of centre lines); for
-    2-D Poisson-disk masks with a calibration square it is about that square. (0, 0) if the
-    centre itself is not sampled. ESPIRiT's square region is
-    ``operators.masks.calibration_width``.
-    """
-    mask = np.asarray(mask, dtype=bool)
-    if mask.ndim != 2:
-        raise ValueError(f"mask must be 2-D (H, W), got shape {mask.shape}")
-    widths = _widths_per_height(mask)
-    best = max(range(len(widths)), key=lambda i: ((i + 1) * widths[i], -abs(i + 1 - widths[i])))
-    if widths[best] == 0:
-        return CalibrationRegion(0, 0)
-    return CalibrationRegion(best + 1, widths[best])
 
 
 # --------------------------------------------------------------------------- validation

@@ -49,12 +49,12 @@ import sigpy.mri
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import atomic_path
+from ..files import atomic_path
 from ..operators.fourier import fft2c, ifft2c
 from .images import mr_images
+from .readers import TARGET_KEYS
 
 CHALLENGES = ("multicoil", "singlecoil")
-TARGET_KEYS = {"multicoil": "reconstruction_rss", "singlecoil": "reconstruction_esc"}
 
 
 def shape_problem(shape: Sequence[int]) -> Optional[str]:

@@ -42,8 +42,3 @@ def to_complex(x: torch.Tensor) -> torch.Tensor:
     if x.shape[-1] != 2:
         raise ValueError(f"expected a trailing dimension of size 2, got shape {tuple(x.shape)}")
     return torch.view_as_complex(x.contiguous())
-
-
-def to_real2(x: torch.Tensor) -> torch.Tensor:
-    """Complex tensor -> fastMRI trailing-2 real tensor."""
-    return torch.view_as_real(x)

@@ -17,37 +17,38 @@ MASK_TYPES = FASTMRI_MASK_TYPES + ("poisson",)
 
 def check_mask_args(mask_type: str, accelerations: Sequence[float], center_fractions: Sequence[float]):
     """Validate mask arguments before any work; raises InputError (a ValueError) naming the
-    bad argument by its command-line flag."""
+    bad argument by its parameter name (``mask_type``, ``accelerations``, ``center_fractions``)."""
     if mask_type not in MASK_TYPES:
-        raise InputError("--mask-type", f"unknown mask type {mask_type!r}; choose from {', '.join(MASK_TYPES)}")
+        raise InputError("mask_type", f"unknown mask type {mask_type!r}; choose from {', '.join(MASK_TYPES)}")
     if not accelerations:
-        raise InputError("--accelerations", "at least one acceleration is needed")
+        raise InputError("accelerations", "at least one acceleration is needed")
     for a in accelerations:
         if not (a >= 1 and math.isfinite(a)):
-            raise InputError("--accelerations", f"acceleration must be a finite number >= 1, got {a}")
+            raise InputError("accelerations", f"acceleration must be a finite number >= 1, got {a}")
     if len(center_fractions) != len(accelerations):
-        raise InputError("--center-fractions", "give one centre fraction per acceleration")
+        raise InputError("center_fractions", "give one centre fraction per acceleration")
     for a, c in zip(accelerations, center_fractions):
         if not 0 < c < 1:
-            raise InputError("--center-fractions", f"centre fraction must be in (0, 1), got {c}")
+            raise InputError("center_fractions", f"centre fraction must be in (0, 1), got {c}")
         # The centre alone must leave lines to sample: fastMRI's mask functions divide by
         # (1/acceleration - centre fraction) or its like.
         if mask_type != "poisson" and a > 1 and not c * a < 1:
-            raise InputError("--center-fractions", f"centre fraction {c} at {a:g}x samples more than 1/{a:g} of "
-                                                   f"the lines in the centre alone; use less than {1 / a:.3g}")
+            raise InputError("center_fractions", f"centre fraction {c} at {a:g}x samples more than 1/{a:g} of "
+                                                 f"the lines in the centre alone; use less than {1 / a:.3g}")
 
 
 def check_column_mask(mask_type: str, width: int, acceleration: float, center_fraction: float) -> torch.Tensor:
     """The column mask for ``width`` phase-encoding lines (seed 0), or an InputError naming the
-    argument when fastMRI's mask function cannot make one that samples something."""
+    parameter (``acceleration``) when fastMRI's mask function cannot make one that samples something."""
+    check_mask_args(mask_type, [acceleration], [center_fraction])
     try:
         mask = column_mask(mask_type, (2, width), acceleration, center_fraction)
     except (ValueError, TypeError, ZeroDivisionError, OverflowError) as exc:
-        raise InputError("--accelerations", f"{mask_type} mask at {acceleration:g}x with centre fraction "
-                                            f"{center_fraction} cannot be made for {width} lines ({exc})") from None
+        raise InputError("acceleration", f"{mask_type} mask at {acceleration:g}x with centre fraction "
+                                         f"{center_fraction} cannot be made for {width} lines ({exc})") from None
     if not bool(mask.any()):
-        raise InputError("--accelerations", f"{mask_type} mask at {acceleration:g}x with centre fraction "
-                                            f"{center_fraction} samples none of {width} lines")
+        raise InputError("acceleration", f"{mask_type} mask at {acceleration:g}x with centre fraction "
+                                         f"{center_fraction} samples none of {width} lines")
     return mask
 
 
@@ -85,20 +86,27 @@ def make_mask(mask_type: str, shape: tuple[int, int], acceleration: float, cente
     return column_mask(mask_type, shape, acceleration, center_fraction, seed)
 
 
+def center_run(lines) -> slice:
+    """The contiguous run of sampled entries through the centre ``n // 2`` of a 1-D mask (empty
+    when the centre is not sampled): the fully sampled centre of fastMRI's column masks. The one
+    detector of it, for ESPIRiT's calibration width and for MRD's calibration flags."""
+    lines = np.asarray(lines, dtype=bool).reshape(-1)
+    c = lines.size // 2
+    if not lines[c]:
+        return slice(c, c)
+    lo, hi = c, c + 1
+    while lo > 0 and lines[lo - 1]:
+        lo -= 1
+    while hi < lines.size and lines[hi]:
+        hi += 1
+    return slice(lo, hi)
+
+
 def num_center_lines(mask: torch.Tensor) -> int:
     """Width of the fully sampled centre block of a column (or 2-D) mask, along W."""
-    cols = torch.as_tensor(mask).reshape(-1, mask.shape[-1]).bool().all(0)
-    w = cols.numel()
-    c = w // 2
-    if not bool(cols[c]):
-        return 0
-    lo = c
-    while lo > 0 and bool(cols[lo - 1]):
-        lo -= 1
-    hi = c
-    while hi < w - 1 and bool(cols[hi + 1]):
-        hi += 1
-    return hi - lo + 1
+    mask = torch.as_tensor(mask)
+    run = center_run(mask.reshape(-1, mask.shape[-1]).bool().all(0).cpu().numpy())
+    return run.stop - run.start
 
 
 def calibration_width(mask: torch.Tensor) -> int:

@@ -1,13 +1,18 @@
-"""Theory of un-trained convolutional generators: small exact models and the experiments of the papers.
+"""Theory of un-trained generators: small exact models and the experiments of four papers.
 
-Heckel & Soltanolkotabi (ICLR 2020 denoising, ICML 2020 compressive sensing):
+One subpackage per paper, each with ``network.py`` (the paper's network and its training loop)
+and ``experiments.py`` (the drivers its ``scripts/reproduce_*.py`` calls); other modules are named
+for what they hold:
 
-* ``dual_kernel``  -- kernels, circulant matrices, trigonometric basis, dual kernel, Sigma(U)
-* ``convgen``      -- the two-layer generator ReLU(UC)v, its Jacobian, plain GD with a fixed step
-* ``dynamics``     -- linear GD dynamics, early-stopping time, the theorems' bounds, min-norm CS
-* ``experiments_hs`` -- the exact experiments on those small models (JSON-ready dicts)
-* ``deepnets_hs``  -- the papers' experiments on deep decoders / DIP / Appendix-B nets (via ``fit``)
+* ``heckel_soltanolkotabi`` -- Heckel & Soltanolkotabi, ICLR 2020 (denoising) and ICML 2020 (CS):
+  ``dual_kernel``, ``network`` (the two-layer generator ReLU(UC)v and plain GD), ``dynamics``
+  (linear GD, stopping time, the theorems' bounds), ``experiments`` (exact small-model
+  experiments), ``deep_experiments`` (deep decoder / DIP / Appendix-B nets, via ``fit``)
+* ``hand_voroninski`` -- Hand & Voroninski, COLT 2018: ``closed_forms`` (g, rho_d, h_{x,x0}),
+  ``network``, ``experiments``
+* ``buskulic`` -- Buskulic, Fadili & Queau, 2023: ``network``, ``experiments``
 
-Submodules are imported explicitly (``from fastmri_untrained.theory import dual_kernel``) so that
-this package stays cheap to import and other theory modules can live beside them.
+``sections`` is the command line the four scripts share. Submodules are imported explicitly
+(``from fastmri_untrained.theory.buskulic import network``) so that this package stays cheap to
+import.
 """

@@ -5,7 +5,8 @@ f(x) = 1/2 ||A G(x) - A G(x0)||^2 with A iid N(0, 1/m) (``GaussianMatrix``). The
 vector v_{x,x0} is the gradient where f is differentiable and, elsewhere, the limit of gradients
 along a direction w: ReLU masks are decided by the sign of the pre-activation and, on ties, by the
 sign of its derivative along w (forward mode), which is what lim_{delta->0+} grad f(x + delta w)
-sees. All in float64 torch.
+sees. All in float64 torch, on the device of the weights; random draws are made on the CPU and
+then moved, so a seed gives the same numbers on every device.
 """
 
 from __future__ import annotations
@@ -39,19 +40,19 @@ class Generator:
         return self.weights[-1].shape[0]
 
 
-def random_generator(widths, seed: int = 0) -> Generator:
+def random_generator(widths, seed: int = 0, device: str = "cpu") -> Generator:
     """widths = (k, n_1, ..., n_d); W_i iid N(0, 1/n_i)."""
     g = torch.Generator().manual_seed(int(seed))
     ws = [
-        torch.randn(widths[i + 1], widths[i], generator=g, dtype=DT) / math.sqrt(widths[i + 1])
+        (torch.randn(widths[i + 1], widths[i], generator=g, dtype=DT) / math.sqrt(widths[i + 1])).to(device)
         for i in range(len(widths) - 1)
     ]
     return Generator(ws)
 
 
-def measurement_matrix(m: int, n: int, seed: int = 0) -> torch.Tensor:
+def measurement_matrix(m: int, n: int, seed: int = 0, device: str = "cpu") -> torch.Tensor:
     """A in R^{m x n}, iid N(0, 1/m), from the project's GaussianMatrix operator."""
-    return GaussianMatrix(m, n, seed=seed, dtype=DT).matrix
+    return GaussianMatrix(m, n, seed=seed, dtype=DT).matrix.to(device)
 
 
 def forward(gen: Generator, x: torch.Tensor) -> torch.Tensor:
@@ -79,7 +80,7 @@ def masks(gen: Generator, x: torch.Tensor, direction: torch.Tensor | None = None
 
 def lambda_matrix(gen: Generator, x: torch.Tensor, direction: torch.Tensor | None = None):
     """Lambda_x = prod_{i=d}^{1} W_{i,+,x} (n x k), so that G(x) = Lambda_x x."""
-    lam = torch.eye(gen.k, dtype=DT)
+    lam = torch.eye(gen.k, dtype=DT, device=x.device)
     for w, mk in zip(gen.weights, masks(gen, x, direction)):
         lam = (w @ lam) * mk[:, None].to(DT)  # diag(mask) W Lambda, without copying W
     return lam
@@ -103,7 +104,7 @@ def descent_vector(gen, a, x, x0, direction=None, ay0=None) -> torch.Tensor:
     along ``direction`` (a random direction if None and some pre-activation is exactly zero).
     """
     if direction is None:
-        direction = torch.randn(x.shape, dtype=DT, generator=torch.Generator().manual_seed(12345))
+        direction = torch.randn(x.shape, dtype=DT, generator=torch.Generator().manual_seed(12345)).to(x.device)
     if ay0 is None:
         ay0 = _measure(a, forward(gen, x0))
     al = _measure(a, lambda_matrix(gen, x, direction).T).T  # A Lambda_x, m x k
@@ -168,7 +169,7 @@ def q_matrix(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         e2 = (yh - c * xh) / math.sin(th)
         s = math.sin(th)
         m = c * torch.outer(xh, xh) + s * (torch.outer(xh, e2) + torch.outer(e2, xh)) - c * torch.outer(e2, e2)
-    return (math.pi - th) / (2 * math.pi) * torch.eye(k, dtype=DT) + math.sin(th) / (2 * math.pi) * m
+    return (math.pi - th) / (2 * math.pi) * torch.eye(k, dtype=DT, device=x.device) + math.sin(th) / (2 * math.pi) * m
 
 
 def wdc_deviation(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -184,8 +185,8 @@ def empirical_wdc(w: torch.Tensor, n_pairs: int = 200, seed: int = 0) -> float:
     k = w.shape[1]
     best = 0.0
     for i in range(n_pairs):
-        x = torch.randn(k, generator=g, dtype=DT)
-        y = torch.randn(k, generator=g, dtype=DT)
+        x = torch.randn(k, generator=g, dtype=DT).to(w.device)
+        y = torch.randn(k, generator=g, dtype=DT).to(w.device)
         if i % 4 == 1:
             y = x.clone()
         elif i % 4 == 2:
@@ -200,10 +201,10 @@ def empirical_rric(gen: Generator, a: torch.Tensor, n_samples: int = 200, seed: 
     Includes u = v (the isometry case). A lower bound on the RRIC constant.
     """
     g = torch.Generator().manual_seed(int(seed))
-    xs = torch.randn(n_samples, 4, gen.k, generator=g, dtype=DT)
+    xs = torch.randn(n_samples, 4, gen.k, generator=g, dtype=DT).to(a.device)
     gx = forward(gen, xs)
     u, v = gx[:, 0] - gx[:, 1], gx[:, 2] - gx[:, 3]
-    v = torch.where((torch.arange(n_samples) % 2 == 0)[:, None], u, v)
+    v = torch.where((torch.arange(n_samples, device=a.device) % 2 == 0)[:, None], u, v)
     num = ((u @ a.T) * (v @ a.T)).sum(-1) - (u * v).sum(-1)
     den = torch.linalg.norm(u, dim=-1) * torch.linalg.norm(v, dim=-1)
     return float((num.abs() / den).max())

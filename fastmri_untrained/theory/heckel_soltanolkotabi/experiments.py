@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from tqdm import tqdm
 
-from . import convgen, dynamics
+from . import dynamics, network
 from .dual_kernel import (
     circulant,
     dual_kernel,
@@ -139,7 +139,7 @@ def two_layer_denoising(n=64, p: int = 5, half_width: float = 16, noise_level: f
         z = np.random.default_rng(200 + sd).standard_normal(size) * noise_level / np.sqrt(size)
         y = x + z
         omega = omega_factor * np.linalg.norm(y) / np.sqrt(size) / np.linalg.norm(u)
-        r = convgen.fit_two_layer(U, y, convgen.GDConfig(iterations=iters, step=eta, k=k, omega=omega, seed=sd))
+        r = network.fit_two_layer(U, y, network.GDConfig(iterations=iters, step=eta, k=k, omega=omega, seed=sd))
         outs = np.asarray(r.outputs)
         g0 = outs[0]
         lin = np.array([y - dynamics.predicted_residual(W, s, y - g0, eta, t) for t in r.iterations])
@@ -209,7 +209,7 @@ def two_layer_cs(n: int = 64, ps=(3, 7), ms=(2, 4, 6, 8, 12, 16, 24, 32), half_w
         M = A @ S @ A.T
         eta = 0.9 / np.linalg.eigvalsh(M).max()
         omega = omega_factor * np.linalg.norm(y) / np.sqrt(n) / np.linalg.norm(u)
-        r = convgen.fit_two_layer(U, y, convgen.GDConfig(iterations=iterations, step=eta, k=k, omega=omega,
+        r = network.fit_two_layer(U, y, network.GDConfig(iterations=iterations, step=eta, k=k, omega=omega,
                                                          seed=seed, record_every=iterations), A=A)
         g0 = r.outputs[0]
         lin = g0 + S @ A.T @ np.linalg.solve(M, y - A @ g0)

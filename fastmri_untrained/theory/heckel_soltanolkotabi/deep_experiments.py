@@ -1,7 +1,9 @@
 """Heckel & Soltanolkotabi's experiments on deep networks (deep decoder, DIP, Appendix-B nets).
 
 Every fit goes through :func:`fastmri_untrained.fit.fit`. Images come from the shared data folder
-``<repo>/../shared/data/images`` or from scikit-image; they are read, never copied.
+``<repo>/../shared/data/images`` or from scikit-image; they are read, never copied. ``device``
+arguments say where the networks and their targets live; networks are initialised on the CPU
+first, so a seed gives the same initial weights on every device.
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..fit import FitConfig, fit
-from ..nets import build_appendix_b, build_net, width_for_overparameterization
-from ..nets.deep_decoder import DeepDecoder, DeepDecoderConfig
+from ...fit import FitConfig, fit
+from ...nets import build_appendix_b, build_net, width_for_overparameterization
+from ...nets.deep_decoder import DeepDecoder, DeepDecoderConfig
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SHARED_IMAGES = REPO.parent / "shared" / "data" / "images"
 
 
@@ -55,8 +57,8 @@ def load_gray(name: str, size: int, crop: int | None = None) -> np.ndarray:
     return img / img.max()
 
 
-def to_tensor(img: np.ndarray) -> torch.Tensor:
-    return torch.as_tensor(img, dtype=torch.float32)[None, None]
+def to_tensor(img: np.ndarray, device: str = "cpu") -> torch.Tensor:
+    return torch.as_tensor(img, dtype=torch.float32)[None, None].to(device)
 
 
 def noise_like(img: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -77,16 +79,17 @@ def iterations_to_fit(rel_residual: list, threshold: float) -> float:
 
 # --------------------------------------------------------------------------- Figs. 4 / 8
 def fit_curve(net, target: np.ndarray, iterations: int, lr: float, optimizer: str = "adam",
-              callback=None, show_progress: bool = False, description: str = "fit"):
-    """Fit ``net`` to ``target`` (denoising operator A = I); returns the FitResult."""
+              callback=None, show_progress: bool = False, description: str = "fit", device: str = "cpu"):
+    """Fit ``net`` to ``target`` (denoising operator A = I) on ``device``; returns the FitResult."""
     # Plain fits of the paper's curves: no DIP input noise (reg_noise_std=0), whatever the network.
     cfg = FitConfig(iterations=iterations, optimizer=optimizer, lr=lr, show_progress=show_progress, reg_noise_std=0.0)
-    return fit(net, lambda out: out, to_tensor(target), cfg, callback=callback, description=description)
+    return fit(net, lambda out: out, to_tensor(target, device), cfg, callback=callback, description=description)
 
 
 def architecture_speeds(image: np.ndarray, factors=(1, 4, 16), archs=("i", "ii", "iii", "iv"),
                         layers: int = 5, iterations: int = 1000, lr: float = 0.005,
-                        threshold: float = 0.05, seed: int = 0, show_progress: bool = True) -> dict:
+                        threshold: float = 0.05, seed: int = 0, show_progress: bool = True,
+                        device: str = "cpu") -> dict:
     """Appendix B (Figs. 4, 8): loss curves of architectures (i)-(iv) on an image and on noise.
 
     Returns per (arch, factor): width k, over-parameterisation, relative-residual curves for
@@ -103,7 +106,7 @@ def architecture_speeds(image: np.ndarray, factors=(1, 4, 16), archs=("i", "ii",
             net = build_appendix_b(arch, size, channels=k, layers=layers, seed=seed)
             row["params"] = net.num_parameters()
             res = fit_curve(net, target, iterations, lr, show_progress=show_progress,
-                            description=f"arch ({arch}) x{factor:g} {name}")
+                            description=f"arch ({arch}) x{factor:g} {name}", device=device)
             row[name] = res.history["relative_residual"]
             row[f"{name}_iters"] = iterations_to_fit(res.history["relative_residual"], threshold)
         row["overparameterization"] = row["params"] / (size[0] * size[1])
@@ -113,7 +116,8 @@ def architecture_speeds(image: np.ndarray, factors=(1, 4, 16), archs=("i", "ii",
 
 # --------------------------------------------------------------------------- Fig. 9
 def weight_movement(image: np.ndarray, arch: str = "i", factor: float = 4, layers: int = 5,
-                    iterations: int = 500, lr: float = 0.005, seed: int = 0, show_progress: bool = True) -> dict:
+                    iterations: int = 500, lr: float = 0.005, seed: int = 0, show_progress: bool = True,
+                    device: str = "cpu") -> dict:
     """||C_i^t - C_i^0|| / ||C_i^0|| per layer (the 1x1 / k x k convolutions) for image and noise.
 
     Also the movement needed to reach the same fit: at the first iteration where each target's
@@ -123,7 +127,8 @@ def weight_movement(image: np.ndarray, arch: str = "i", factor: float = 4, layer
     k = width_for_overparameterization(arch, size, factor, layers=layers)
     result = {"k": k}
     for name, target in (("image", image), ("noise", noise_like(image, seed + 1))):
-        net = build_appendix_b(arch, size, channels=k, layers=layers, seed=seed)
+        # on the device before the initial weights are copied, so both sides of C_t - C_0 live there
+        net = build_appendix_b(arch, size, channels=k, layers=layers, seed=seed).to(device)
         weights = [(n, p) for n, p in net.named_parameters() if p.dim() == 4]
         init = [p.detach().clone() for _, p in weights]
         curves = {n: [0.0] for n, _ in weights}
@@ -133,7 +138,7 @@ def weight_movement(image: np.ndarray, arch: str = "i", factor: float = 4, layer
                 curves[n].append(float((p.detach() - p0).norm() / p0.norm()))
 
         res = fit_curve(net, target, iterations, lr, callback=callback, show_progress=show_progress,
-                        description=f"weight movement, {name}")
+                        description=f"weight movement, {name}", device=device)
         result[name] = {"layers": curves, "residual": res.history["relative_residual"]}
     level = result["noise"]["residual"][-1]
     result["common_level"] = level
@@ -146,7 +151,7 @@ def weight_movement(image: np.ndarray, arch: str = "i", factor: float = 4, layer
 
 # --------------------------------------------------------------------------- Fig. 12
 def jacobian_alignment(image: np.ndarray, net_name: str = "deep-decoder", inits: int = 10,
-                       seed: int = 0, **overrides) -> dict:
+                       seed: int = 0, device: str = "cpu", **overrides) -> dict:
     """||J^T(C_0) y|| for y = image and y = noise of equal norm, over random initialisations.
 
     J^T y is the gradient of <G(theta), y> at theta_0: one backward pass, no Jacobian formed.
@@ -154,10 +159,10 @@ def jacobian_alignment(image: np.ndarray, net_name: str = "deep-decoder", inits:
     noise = noise_like(image, seed + 1000)
     vals = {"image": [], "noise": []}
     for s in range(inits):
-        net = build_net(net_name, 1, image.shape, seed=seed + s, **overrides)
+        net = build_net(net_name, 1, image.shape, seed=seed + s, **overrides).to(device)
         for name, target in (("image", image), ("noise", noise)):
             net.zero_grad()
-            (net() * to_tensor(target)).sum().backward()
+            (net() * to_tensor(target, device)).sum().backward()
             g2 = sum(float((p.grad**2).sum()) for p in net.parameters() if p.grad is not None)
             vals[name].append(math.sqrt(g2))
     return vals
@@ -201,15 +206,15 @@ def low_frequency_energy(vectors: np.ndarray, n_freq: int) -> np.ndarray:
 def jacobian_spectrum_during_fit(target: np.ndarray, record_at=(0, 50, 3500), layers: int = 4,
                                  channels: int = 64, lr: float = 0.005, optimizer: str = "adam",
                                  n_vectors=(1, 2, 3, 4, 5, 20, 50, 100, 150), seed: int = 0,
-                                 show_progress: bool = True) -> dict:
+                                 show_progress: bool = True, device: str = "cpu") -> dict:
     """Singular values and leading left singular vectors of the Jacobian of a 1-D deep decoder,
     at initialisation and at the iterations ``record_at`` of fitting ``target`` (length n)."""
     n = len(target)
-    net = deep_decoder_1d(n, layers, channels, seed)
+    net = deep_decoder_1d(n, layers, channels, seed).to(device)
     snaps = {}
 
     def snap(it):
-        J = network_jacobian(net).double().numpy()
+        J = network_jacobian(net).double().cpu().numpy()
         u, s, _ = np.linalg.svd(J, full_matrices=False)
         idx = [i - 1 for i in n_vectors if i <= len(s)]
         snaps[int(it)] = {"singular_values": s.tolist(), "vectors": u[:, idx].T.tolist(),
@@ -224,13 +229,14 @@ def jacobian_spectrum_during_fit(target: np.ndarray, record_at=(0, 50, 3500), la
             snap(it)
 
     res = fit_curve(net, target[None, :], max(record_at), lr, optimizer=optimizer, callback=callback,
-                    show_progress=show_progress, description="1-D deep decoder")
+                    show_progress=show_progress, description="1-D deep decoder", device=device)
     return {"params": net.num_parameters(), "snapshots": snaps, "loss": res.history["relative_residual"]}
 
 
 # --------------------------------------------------------------------------- Fig. 1 / Table 1
 def denoise_curves(image: np.ndarray, noisy: np.ndarray, net_name: str, iterations: int, lr: float,
-                   seed: int = 0, track_every: int = 10, show_progress: bool = False, **overrides) -> dict:
+                   seed: int = 0, track_every: int = 10, show_progress: bool = False, device: str = "cpu",
+                   **overrides) -> dict:
     """Fit ``net_name`` to the noisy image, the clean image and pure noise (Fig. 1).
 
     MSE against the clean image for the noisy fit, against the fitted target otherwise.
@@ -242,7 +248,7 @@ def denoise_curves(image: np.ndarray, noisy: np.ndarray, net_name: str, iteratio
         ref = image if name == "noisy" else target
         cfg = FitConfig(iterations=iterations, lr=lr, track_every=track_every, show_progress=show_progress,
                         scale_data=False)
-        res = fit(net, lambda o: o, to_tensor(target), cfg, ground_truth=to_tensor(ref),
+        res = fit(net, lambda o: o, to_tensor(target, device), cfg, ground_truth=to_tensor(ref, device),
                   description=f"{net_name}:{name}")
         # history "error" is relative; convert to MSE for the figure.
         rel = np.asarray(res.history["error"])
@@ -252,12 +258,12 @@ def denoise_curves(image: np.ndarray, noisy: np.ndarray, net_name: str, iteratio
 
 
 def denoise(noisy: np.ndarray, net_name: str, iterations: int, lr: float, seed: int = 0,
-            show_progress: bool = False, **overrides) -> np.ndarray:
+            show_progress: bool = False, device: str = "cpu", **overrides) -> np.ndarray:
     """Fit ``net_name`` to ``noisy`` for exactly ``iterations`` Adam steps; returns the last output."""
     net = build_net(net_name, 1, noisy.shape, seed=seed, **overrides)
     cfg = FitConfig(iterations=iterations, lr=lr, show_progress=show_progress, scale_data=False)
-    res = fit(net, lambda o: o, to_tensor(noisy), cfg, description=net_name)
-    return res.output[0, 0].numpy().astype(np.float64)
+    res = fit(net, lambda o: o, to_tensor(noisy, device), cfg, description=net_name)
+    return res.output[0, 0].cpu().numpy().astype(np.float64)
 
 
 def bm3d_denoise(noisy: np.ndarray, sigma: float) -> np.ndarray:
@@ -268,12 +274,14 @@ def bm3d_denoise(noisy: np.ndarray, sigma: float) -> np.ndarray:
 
 # --------------------------------------------------------------------------- CS Fig. 1
 def cs_fit(image: np.ndarray, operator, layers: int, channels: int, iterations: int, lr: float,
-           seed: int = 0, track_every: int = 10, show_progress: bool = False) -> dict:
+           seed: int = 0, track_every: int = 10, show_progress: bool = False, device: str = "cpu") -> dict:
     """Fit a deep decoder through ``operator`` (acting on the flattened image) to y = A x*.
 
     Returns the training loss 1/2||A G - y||^2 and the true error ||G - x*||^2 over iterations.
+    ``operator`` (a module) is moved to ``device``.
     """
-    x = to_tensor(image)
+    x = to_tensor(image, device)
+    operator = operator.to(device)
     shape = x.shape
     with torch.no_grad():
         y = operator(x.reshape(1, -1))
@@ -294,7 +302,7 @@ def cs_fit(image: np.ndarray, operator, layers: int, channels: int, iterations: 
 
 def mri_fit_curve(shape: tuple, coils: int, layers: int, channels: int, iterations: int, lr: float,
                   acceleration: int = 8, center_fraction: float = 0.04, track_every: int = 50,
-                  seed: int = 0) -> dict:
+                  seed: int = 0, device: str = "cpu") -> dict:
     """MSE to the target over iterations of one deep-decoder fit to undersampled multi-coil k-space.
 
     One slice is simulated (k-space ``shape``, ``coils`` coils, noisy RSS target as in fastMRI),
@@ -302,10 +310,10 @@ def mri_fit_curve(shape: tuple, coils: int, layers: int, channels: int, iteratio
     fitted with Adam at a constant step for ``iterations`` steps, no early stopping. The tracked image
     is the network's own (no data consistency), as in the paper's Fig. 5; zero-filled is the reference.
     """
-    from ..baselines import ZeroFilled
-    from ..evaluate import slice_ssim
-    from ..pipeline import MaskSpec, simulated_samples
-    from ..recon import UntrainedConfig, UntrainedReconstructor
+    from ...baselines import ZeroFilled
+    from ...evaluate import slice_ssim
+    from ...pipeline import MaskSpec, simulated_samples
+    from ...recon import UntrainedConfig, UntrainedReconstructor
 
     mask = MaskSpec("equispaced_fraction", (acceleration,), (center_fraction,))
     sample = simulated_samples(mask, shape, coils, seed=seed + 11)[0]
@@ -315,7 +323,7 @@ def mri_fit_curve(shape: tuple, coils: int, layers: int, channels: int, iteratio
     def mse(img):
         return float(((img - target) ** 2).sum()) / t2
 
-    cfg = UntrainedConfig(method="deep-decoder", forward_model="sense", ensemble=1, seed=seed,
+    cfg = UntrainedConfig(method="deep-decoder", forward_model="sense", ensemble=1, seed=seed, device=device,
                           data_consistency=False, net=dict(layers=layers, channels=channels, in_size=(8, 8)),
                           fit=FitConfig(iterations=iterations, lr=lr, lr_schedule="constant",
                                         track_every=track_every, seed=seed))

@@ -9,6 +9,9 @@ W <- W - eta (grad_z) u^T, moves z by -eta ||u||^2 grad_z = -eta grad_z because 
 gradient descent on W is exactly gradient descent on z started at z(0) = W(0) u ~ N(0, I_k), and
 ||W(t) - W(0)||_F = ||z(t) - z(0)||. This is why d plays no role (their Remark 4.5) and why 50 runs
 batch into one (runs, k) tensor. ``train_w_explicit`` checks the equivalence on small sizes.
+
+Training runs on the device of the batch; problems are drawn on the CPU and then moved, so a seed
+gives the same problems on every device.
 """
 
 from __future__ import annotations
@@ -81,13 +84,14 @@ class Batch:
 
 
 def random_batch(runs, n, m, k, d=10, seed=0, a=None, noise_beta=0.0, x_bar=None,
-                 a_reading: str = "std") -> Batch:
+                 a_reading: str = "std", device: str = "cpu") -> Batch:
     """Draw R = ``runs`` problems as in the paper's Section 5.
 
     A iid N(0, 1/n) (std 1/sqrt(n), the README's reading of "N(0, 1/sqrt n)") unless ``a`` (m x n)
     is given and shared; x_bar iid N(0,1); V iid +-1; u uniform on S^{d-1}; W(0) iid N(0,1), z0 = W(0) u.
     Noise: y = A x_bar + eps with eps iid U(-beta, beta). ``a_reading="var"`` takes the printed
-    "N(0, 1/sqrt n)" literally as variance 1/sqrt(n) (std n^{-1/4}) instead.
+    "N(0, 1/sqrt n)" literally as variance 1/sqrt(n) (std n^{-1/4}) instead. The batch lives on
+    ``device``; a given ``a`` and ``x_bar`` may be on any device.
     """
     if a_reading not in ("std", "var"):
         raise ValueError(f"a_reading must be 'std' or 'var', got {a_reading!r}")
@@ -96,7 +100,7 @@ def random_batch(runs, n, m, k, d=10, seed=0, a=None, noise_beta=0.0, x_bar=None
         a_std = n**-0.5 if a_reading == "std" else n**-0.25
         a = torch.randn(runs, m, n, generator=g, dtype=DT) * a_std
     else:
-        a = a.to(DT).expand(runs, m, n)
+        a = a.to("cpu", DT).expand(runs, m, n)
     v = torch.randint(0, 2, (runs, n, k), generator=g).to(DT) * 2 - 1
     u = torch.randn(runs, d, generator=g, dtype=DT)
     u = u / torch.linalg.norm(u, dim=-1, keepdim=True)
@@ -104,9 +108,10 @@ def random_batch(runs, n, m, k, d=10, seed=0, a=None, noise_beta=0.0, x_bar=None
     z0 = (w0 @ u[..., None])[..., 0]
     if x_bar is None:
         x_bar = torch.randn(runs, n, generator=g, dtype=DT)
+    x_bar = x_bar.to("cpu")
     y_clean = (a @ x_bar[..., None])[..., 0]
     eps = (torch.rand(runs, m, generator=g, dtype=DT) * 2 - 1) * noise_beta
-    return Batch(a, v, z0, x_bar, y_clean + eps, y_clean)
+    return Batch(*(t.to(device) for t in (a, v, z0, x_bar, y_clean + eps, y_clean)))
 
 
 def matrix_with_singular_values(svals, seed=0) -> torch.Tensor:
@@ -168,8 +173,8 @@ def train(batch: Batch, step: float, iters: int, p: float = 0.0, tol: float = 1e
     mm = batch.m_mat()
     z = batch.z0.clone()
     runs = z.shape[0]
-    active = torch.ones(runs, dtype=torch.bool)
-    hit = torch.full((runs,), -1, dtype=torch.long)
+    active = torch.ones(runs, dtype=torch.bool, device=z.device)
+    hit = torch.full((runs,), -1, dtype=torch.long, device=z.device)
     hist = {"it": [], "loss": [], "resid": [], "dist": [], "signal_err": [], "sigma_min": []}
 
     def log(it, lval, resid):
@@ -201,7 +206,7 @@ def train(batch: Batch, step: float, iters: int, p: float = 0.0, tol: float = 1e
     final_resid = (mm @ sigmoid(z)[..., None])[..., 0] - batch.y
     if log_every and hist["it"] and hist["it"][-1] != it:
         log(it, loss(final_resid, p), final_resid)
-    history = {key: torch.stack(val).numpy() if val and key != "it" else np.array(val)
+    history = {key: torch.stack(val).cpu().numpy() if val and key != "it" else np.array(val)
                for key, val in hist.items()}
     return TrainResult(z, loss(final_resid, p), hit, history)
 
@@ -235,7 +240,7 @@ def sigma_min_jacobian(v: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """
     n, k = v.shape[-2], v.shape[-1]
     if k < n:
-        return torch.zeros(v.shape[0], dtype=DT)
+        return torch.zeros(v.shape[0], dtype=DT, device=v.device)
     dp = sigmoid_prime(z)
     h = (v * dp[:, None, :] ** 2) @ v.transpose(-1, -2) / k
     return torch.sqrt(torch.clamp(torch.linalg.eigvalsh(h)[:, 0], min=0.0))
