@@ -15,7 +15,17 @@ METRICS = ("NMSE", "PSNR", "SSIM")
 
 
 def volume_metrics(target: np.ndarray, recon: np.ndarray, maxval: Optional[float] = None) -> dict:
-    """NMSE, PSNR, SSIM of a volume (slices, h, w) as fastmri.evaluate (maxval: volume max)."""
+    """fastMRI's metrics of one volume, computed exactly as ``fastmri.evaluate``.
+
+    Args:
+        target: (slices, h, w) (or (h, w)) float32 or float64, e.g. ``reconstruction_rss``.
+        recon: the reconstruction, same shape.
+        maxval: the PSSIM/PSNR data range; default the target's maximum (fastMRI uses the
+            file's ``max`` attribute).
+
+    Returns:
+        {"NMSE": float, "PSNR": float (dB), "SSIM": float}.
+    """
     target = np.asarray(target, dtype=np.float64) if target.dtype != np.float32 else target
     if target.shape != recon.shape:
         raise ValueError(f"shape mismatch: target {target.shape} vs reconstruction {recon.shape}")

@@ -10,7 +10,8 @@ output from a fixed input buffer ``net_input``), a ``forward_model`` mapping tha
 predicted measurements, and the measurements ``y``. MRI specifics (data consistency, coil
 combination, cropping) live in :mod:`recon`.
 
-Scaling convention (the one place it is defined): before fitting, ``y`` is multiplied by
+Scaling convention of every un-trained fit (defined here only; the classical methods' weights are
+relative to another scale, :func:`baselines.normalisation`, which only they use): ``y`` is multiplied by
 ``scale = ||A G(theta_0)|| / ||y||`` so that the network's initial output and the data have
 comparable norms, as the ConvDecoder and deep decoder reference code do; the returned output
 is divided by ``scale``, so callers always see the units of ``y``.

@@ -7,6 +7,7 @@ reconstructor takes an ``MRISample`` and returns a :class:`Reconstruction`.
 
 from __future__ import annotations
 
+import math
 from types import MappingProxyType
 from typing import Mapping, NamedTuple, Optional
 
@@ -49,7 +50,17 @@ class Reconstruction(NamedTuple):
 
 
 def sample_from_varnet(sample, challenge: str = "multicoil") -> MRISample:
-    """Convert a fastmri ``VarNetSample`` (trailing-2 tensors) into an :class:`MRISample`."""
+    """Convert a fastmri ``VarNetSample`` into an :class:`MRISample`: the edge where fastMRI's
+    real tensors with a trailing dimension of 2 become native complex ones.
+
+    Args:
+        sample: from ``VarNetDataTransform``: ``masked_kspace`` float32 (C, H, W, 2) (or (H, W, 2)
+            single-coil), ``mask`` (1, 1, W, 1), ``target`` float32 (h, w) or empty.
+        challenge: "multicoil" or "singlecoil".
+
+    Returns:
+        ``MRISample`` with complex64 k-space (C, H, W) and a float mask (1, W).
+    """
     kspace = to_complex(sample.masked_kspace)
     if kspace.ndim == 2:
         kspace = kspace[None]
@@ -137,6 +148,22 @@ def holdout_split(mask: torch.Tensor, fraction: float, seed: int = 0) -> tuple[t
     return mask * (~held).float(), held.float()
 
 
+def kspace_noise_std(kspace: torch.Tensor, mask: torch.Tensor, fraction: float = 0.05) -> float:
+    """The noise level of ``kspace`` (C, H, W): the std of the real (and of the imaginary) part of
+    the noise, estimated from the outermost ``fraction`` of the acquired, non-zero samples, where
+    MR signal has decayed below the noise. The magnitude of complex Gaussian noise of that std is
+    Rayleigh, whose median is std * sqrt(2 ln 2); the median keeps the few strong samples that
+    remain (edges, a bright object) from inflating the estimate."""
+    h, w = kspace.shape[-2:]
+    acquired = torch.broadcast_to(mask.bool(), (h, w)) & (kspace.abs().amax(dim=0) > 0)
+    if not bool(acquired.any()):
+        raise ValueError("the k-space has no acquired sample")
+    ky, kx = torch.meshgrid(torch.arange(h) - h // 2, torch.arange(w) - w // 2, indexing="ij")
+    radius = torch.sqrt((ky / (h / 2)) ** 2 + (kx / (w / 2)) ** 2).to(mask.device)
+    outer = acquired & (radius >= torch.quantile(radius[acquired].double(), 1 - fraction).to(radius.dtype))
+    return float(torch.median(kspace[:, outer].abs()) / math.sqrt(2 * math.log(2)))
+
+
 def kspace_nmse(predicted: torch.Tensor, measured: torch.Tensor, mask: torch.Tensor) -> float:
     """||M (k_pred - k)||^2 / ||M k||^2 on the samples selected by ``mask``."""
     m = mask.to(measured.real.dtype)
@@ -146,5 +173,5 @@ def kspace_nmse(predicted: torch.Tensor, measured: torch.Tensor, mask: torch.Ten
 
 
 __all__ = ["MRISample", "Reconstruction", "sample_from_varnet", "reduced_problem", "rss_image",
-           "data_consistency", "to_target", "holdout_split", "kspace_nmse", "fft2c", "ifft2c",
+           "data_consistency", "to_target", "holdout_split", "kspace_nmse", "kspace_noise_std", "fft2c", "ifft2c",
            "zero_filled_coils"]

@@ -36,27 +36,23 @@ from .operators.mri import Sense, SubsampledFourier
 UNTRAINED_METHODS = ("deep-decoder", "conv-decoder", "dip")
 FORWARD_MODELS = ("coil-images", "sense")
 
-# Per-method defaults: network size and fitting schedule. Chosen on simulated multi-coil data
-# (scripts/tune_untrained.py) so that a user who passes nothing beats SigPy L1-wavelet; see README.
+# Per-method defaults: network size and fitting schedule, chosen on simulated tuning slices that
+# are never scored (scripts/tune_untrained.py); the measurements are in docs/tuning.md.
 DEFAULT_NET = {
     "conv-decoder": dict(layers=6, channels=64, in_size=(8, 8)),
     "deep-decoder": dict(layers=6, channels=128, in_size=(8, 8)),
     "dip": dict(levels=4, channels_down=64, channels_up=64, channels_skip=4),
 }
-# The deep decoder (1x1 convolutions, few parameters) fits one image through ESPIRiT maps far
-# better than 2C coil images (SSIM 0.84 vs 0.72 on the demo slice); the ConvDecoder the other
-# way round (0.943 vs 0.916 at 256x256, 4x).
+# The deep decoder (1x1 convolutions, few parameters) fits one image through ESPIRiT maps better
+# than 2C coil images; the ConvDecoder the other way round.
 DEFAULT_FORWARD_MODEL = {"conv-decoder": "coil-images", "deep-decoder": "sense", "dip": "coil-images"}
-# The deep decoder's input size sets how much its fixed bilinear upsampling smooths. On 256x256
-# grids the 8x8 input (five 2x upsamplings) is best (tuning slice: 0.908 / 0.761 SSIM at 4x / 8x
-# against 0.884 / 0.749 from 16x16); on the demo's 128x192 grid a 32x32 input is (README), so
-# grids smaller than SMALL_GRID start from a quarter of the grid, at most SMALL_GRID_DD_IN_SIZE.
+# The deep decoder's input size sets how much its fixed bilinear upsampling smooths: 8x8 is best
+# on 256x256 grids, a larger input on smaller ones, so grids smaller than SMALL_GRID start from a
+# quarter of the grid, at most SMALL_GRID_DD_IN_SIZE.
 SMALL_GRID = 192
 SMALL_GRID_DD_IN_SIZE = 32
-# The deep decoder's result at 8x depends on its random start (tuning slice, 500 iterations:
-# SSIM 0.753 / 0.730 / 0.723 for seeds 0 / 1 / 2, L1-wavelet 0.744) and it overfits past ~300
-# iterations there (0.735 after 2,000); the mean of two 500-iteration fits scores 0.761 for the
-# time of one 1,000-iteration fit. ConvDecoder and DIP vary less and fit once.
+# The deep decoder's result depends on its random start and it overfits at 8x; the mean of two
+# short fits beats one fit of the same total length. ConvDecoder and DIP vary less and fit once.
 DEFAULT_ENSEMBLE = {"conv-decoder": 1, "deep-decoder": 2, "dip": 1}
 DEFAULT_FIT = {
     "conv-decoder": dict(iterations=1000, lr=0.008, lr_schedule="cosine", lr_min_factor=0.05),
@@ -193,9 +189,16 @@ class UntrainedReconstructor:
     def __call__(self, sample: MRISample, monitor=None) -> Reconstruction:
         """Fit (``config.ensemble`` times, averaging the outputs) and finish one slice.
 
-        ``monitor(image)`` is called on the finished image of the first fit every
-        ``track_every`` iterations; its values land in ``last_fit.history`` (``last_fit`` is
-        the first, monitored, fit of the ensemble).
+        Args:
+            sample: complex64 k-space (C, H, W), zeros where unsampled, and its mask.
+            monitor: called with the finished image of the first fit every ``track_every``
+                iterations; its values land in ``last_fit.history`` (``last_fit`` is the
+                first, monitored, fit of the ensemble).
+
+        Returns:
+            ``Reconstruction``: ``image`` float32 (h, w) at ``sample.target_size`` (RSS
+            magnitude, as fastMRI's target); ``kspace`` the predicted complex64 coil k-space
+            (C, rows, W) on the fitted grid; ``info`` the fit's iterations, stop reason, seconds.
         """
         cfg = self.config
         problem = MRIProblem(sample, cfg)

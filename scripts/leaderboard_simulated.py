@@ -248,8 +248,8 @@ def run(setting: Setting, root: Path, seed: int = 0) -> dict:
         board = evaluate_protocol(paths, root, accel, list(timing))
         result["protocols"].append({"acceleration": accel, "center_fraction": cf, "ranking": board["ranking"],
                                     "summary": board["summary"], "timing": timing})
-    if setting.ddp_processes > 1:
-        accel, cf = setting.protocols[0]
+    if setting.ddp_processes > 1 and setting.ddp_method in setting.methods:
+        accel, cf = setting.protocols[0]  # compared with this run's 1-process files of the method
         result["ddp"] = {"method": setting.ddp_method, **ddp_throughput(setting, paths, root, accel, cf, seed)}
     write_json(root / "leaderboard.json", result)
     table = markdown(result)

@@ -36,7 +36,7 @@ import fastmri_untrained.baselines as baselines
 from fastmri_untrained import bart
 from fastmri_untrained.baselines import normalisation
 from fastmri_untrained.fit import EarlyStopConfig, FitConfig, fit
-from fastmri_untrained.mri import holdout_split, kspace_nmse
+from fastmri_untrained.mri import holdout_split, kspace_nmse, kspace_noise_std, reduced_problem
 from fastmri_untrained.operators.espirit import espirit_maps
 from fastmri_untrained.operators.fourier import fft2c
 from fastmri_untrained.pipeline import kspace_file_sample
@@ -137,7 +137,9 @@ def weights(args) -> list[dict]:
             cases.append((f"simulated 256x192 seed {seed} {acc}x", simulated_samples(mask, (256, 192), seed=seed)[0]))
     rows = []
     for name, sample in cases:
-        row = {"case": name, "method": args.method, "default": default_lamda(args.method, sample)}
+        kspace, _ = reduced_problem(sample)
+        row = {"case": name, "method": args.method, "default": default_lamda(args.method, kspace, sample.mask),
+               "noise_std": kspace_noise_std(kspace, sample.mask) * normalisation(kspace)}
         for lamda in [*args.lamdas, None]:
             recon = SigPyRecon(method=args.method, lamda=lamda)
             key = "default" if lamda is None else f"{lamda:g}"

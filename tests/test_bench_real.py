@@ -15,9 +15,12 @@ def test_quick_bench_scores_every_method_on_held_out_real_kspace(shared_data, lo
     assert list(rows) == list(bench.METHODS)
     # Zero-filled predicts zeros at every held-out sample: NMSE 1 up to float32 rounding of the sums.
     assert rows["zero-filled"]["holdout_nmse"] == pytest.approx(1.0, abs=1e-6)
-    # L1-wavelet with the package default predicts the held-out samples far better than zeros
-    # (0.09-0.15 measured for weights 5e-4 ... 1e-2); a broken operator or mask would not.
-    assert rows["l1-wavelet"]["holdout_nmse"] < 0.3
+    # The package defaults of the classical methods on real data (deterministic: fixed split,
+    # solver and iteration count; the bounds leave 8-10% for numerical-library drift): L1-wavelet
+    # with its noise-relative weight measured 0.106 (the earlier fixed 5e-4: 0.147), TV with 1e-2
+    # 0.145 (5e-4: 0.222). A weight rule that regresses to the old defaults fails here.
+    assert rows["l1-wavelet"]["holdout_nmse"] < 0.115
+    assert rows["tv"]["holdout_nmse"] < 0.16
     assert (out / "brain_8coil_sigpy.png").stat().st_size > 0 and (out / "results.md").exists()
 
 

@@ -326,3 +326,26 @@ def test_a_253_character_volume_name_reconstructs_and_logs_its_image(tmp_path):
     assert main(["reconstruct", "--data-path", str(data), "--out", str(out), "--method", "zero-filled",
                  "--device", "cpu", *RECON_ARGS]) == 0
     assert (out / long.name).exists() and len(list((out / "logs").rglob("images/*.png"))) == 1
+
+
+@pytest.mark.parametrize("mask_kind", ["column", "2-D"])
+def test_kspace_noise_std_recovers_the_noise_of_a_decaying_signal(mask_kind):
+    """The noise level under the L1-wavelet weight rule: complex Gaussian noise of std 0.01 per
+    part on a signal that decays from the centre (as MR k-space does), undersampled."""
+    from fastmri_untrained.mri import kspace_noise_std
+    from fastmri_untrained.operators.masks import column_mask, poisson_mask
+
+    g = torch.Generator().manual_seed(0)
+    coils, h, w, sigma = 4, 128, 96, 0.01
+    ky, kx = torch.meshgrid(torch.arange(h) - h // 2, torch.arange(w) - w // 2, indexing="ij")
+    signal = 50 * torch.exp(-(ky ** 2 + kx ** 2) / (2 * 6.0 ** 2)).to(torch.complex64)
+    noise = sigma * torch.complex(torch.randn(coils, h, w, generator=g), torch.randn(coils, h, w, generator=g))
+    if mask_kind == "column":
+        mask = column_mask("equispaced_fraction", (h, w), 4, 0.08)
+    else:
+        mask = poisson_mask((h, w), 4, seed=0)
+    kspace = (signal + noise) * mask
+    n = coils * int(0.05 * int(torch.broadcast_to(mask > 0, (h, w)).sum()))
+    # The sample median of n Rayleigh magnitudes has a relative standard error of 0.72 / sqrt(n);
+    # 4 standard errors (the signal has decayed to under 1e-20 of its peak where the estimate looks).
+    assert kspace_noise_std(kspace, mask) == pytest.approx(sigma, rel=4 * 0.72 / np.sqrt(n))

@@ -37,6 +37,17 @@ def build_net(
     """Build network ``name`` ("deep-decoder", "conv-decoder" or "dip") with its default
     configuration, changed by ``overrides`` (config field names, e.g. ``channels=64``).
 
+    Args:
+        name: the architecture.
+        out_channels: channels of the output (2 per complex image: real, imaginary).
+        out_size: (H, W) of the output.
+        seed: seeds the weights and the fixed random input ``net_input``.
+        overrides: fields of the network's config dataclass.
+
+    Returns:
+        A module whose ``forward(z=None)`` maps its input (default ``net_input``) to a float32
+        tensor of shape (1, out_channels, H, W).
+
     Raises:
         ValueError: for an unknown network name or config field (named in the message), or
             an invalid value.

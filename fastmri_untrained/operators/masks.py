@@ -53,7 +53,14 @@ def check_column_mask(mask_type: str, width: int, acceleration: float, center_fr
 
 
 def fastmri_mask_func(mask_type: str, accelerations: Sequence[float], center_fractions: Sequence[float]):
-    """fastmri.data.subsample mask function (for SliceDataset transforms)."""
+    """fastMRI's mask function (``fastmri.data.subsample``) for ``SliceDataset`` transforms,
+    with its arguments checked first (ValueError naming the parameter).
+
+    Args:
+        mask_type: a fastMRI column mask type, e.g. "equispaced_fraction" or "random".
+        accelerations: undersampling factors (one is drawn per mask).
+        center_fractions: fully sampled centre fraction for each acceleration.
+    """
     check_mask_args(mask_type, accelerations, center_fractions)
     if mask_type == "poisson":
         raise ValueError("poisson masks are 2-D; use poisson_mask, not a fastMRI column mask function")
