@@ -13,6 +13,7 @@ import numpy as np
 import sigpy.mri
 import torch
 
+from .edges import from_numpy, to_numpy
 from .mri import (MRISample, Reconstruction, kspace_noise_std, reduced_problem, rss_image, to_target,
                   zero_filled_coils)
 from .operators.fourier import fft2c
@@ -59,7 +60,7 @@ def sense_maps_for(kspace: torch.Tensor, mask: torch.Tensor, challenge: str, num
     """ESPIRiT maps (C, H, W) for multicoil data; all-ones for single-coil."""
     if challenge == "singlecoil" or kspace.shape[0] == 1:
         return np.ones(tuple(kspace.shape), dtype=np.complex64)
-    return espirit_maps(kspace.numpy(), mask, num_sets=num_sets, crop=crop)
+    return espirit_maps(to_numpy(kspace), mask, num_sets=num_sets, crop=crop)
 
 
 @dataclass
@@ -94,14 +95,14 @@ class SigPyRecon:
         kspace, rows = reduced_problem(sample, self.reduce_readout)
         lamda = default_lamda(self.method, kspace, sample.mask) if self.lamda is None else self.lamda
         scale = normalisation(kspace)
-        ksp = (kspace * scale).numpy()
+        ksp = to_numpy(kspace * scale)
         maps = sense_maps_for(kspace, sample.mask, sample.challenge)
         weights = np.broadcast_to(sample.mask.numpy(), ksp.shape[-2:]).astype(np.float32)
         app_cls = {"sense": sigpy.mri.app.SenseRecon, "l1-wavelet": sigpy.mri.app.L1WaveletRecon,
                    "tv": sigpy.mri.app.TotalVariationRecon}[self.method]
         image = app_cls(ksp, maps, lamda, weights=weights, max_iter=self.max_iter, show_pbar=self.show_pbar).run()
-        image = torch.from_numpy(np.asarray(image)) / scale
-        coil_images = Sense(torch.from_numpy(maps), torch.ones(1, ksp.shape[-1])).expand(image.to(torch.complex64))
+        image = from_numpy(image) / scale
+        coil_images = Sense(from_numpy(maps), torch.ones(1, ksp.shape[-1])).expand(image)
         predicted = fft2c(coil_images)  # the full (unmasked) coil k-space the image predicts
         # RSS of the coil images S x: on the scale of the fastMRI (RSS) target.
         return Reconstruction(to_target(rss_image(coil_images), sample.target_size), predicted,

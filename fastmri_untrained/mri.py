@@ -1,7 +1,8 @@
 """fastMRI samples on the project's side of the edge: native complex tensors, one sample type.
 
 fastMRI's transforms produce real tensors with a trailing dimension of size 2; they are
-converted here, once, into :class:`MRISample` (complex64 k-space, real mask). Every
+converted here, once (:func:`edges.from_real_pairs`), into :class:`MRISample` (complex64
+k-space, real mask). Every
 reconstructor takes an ``MRISample`` and returns a :class:`Reconstruction`.
 """
 
@@ -16,7 +17,8 @@ import numpy as np
 import torch
 from fastmri.data.transforms import center_crop
 
-from .operators.fourier import fft2c, ifft2c, to_complex
+from .edges import from_real_pairs
+from .operators.fourier import fft2c, ifft2c
 from .operators.masks import calibration_width
 from .operators.mri import reduce_readout
 
@@ -61,7 +63,7 @@ def sample_from_varnet(sample, challenge: str = "multicoil") -> MRISample:
     Returns:
         ``MRISample`` with complex64 k-space (C, H, W) and a float mask (1, W).
     """
-    kspace = to_complex(sample.masked_kspace)
+    kspace = from_real_pairs(sample.masked_kspace)
     if kspace.ndim == 2:
         kspace = kspace[None]
     mask = sample.mask.reshape(-1, sample.mask.shape[-2]).float() if sample.mask.shape[-1] == 1 \

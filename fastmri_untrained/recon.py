@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .baselines import sense_maps_for
+from .edges import channels_to_complex
 from .fit import EarlyStopConfig, FitConfig, FitResult, fit
 from .mri import (MRISample, Reconstruction, data_consistency, holdout_split, kspace_nmse, reduced_problem,
                   rss_image, to_target)
@@ -67,11 +68,6 @@ def default_net(method: str, out_size) -> dict:
     if method == "deep-decoder" and min(out_size) < SMALL_GRID:
         net["in_size"] = tuple(max(1, min(SMALL_GRID_DD_IN_SIZE, s // 4)) for s in out_size)
     return net
-
-
-def channels_to_complex(output: torch.Tensor) -> torch.Tensor:
-    """Network output (1, 2K, H, W) real -> (K, H, W) complex (channel pairs = real, imaginary)."""
-    return torch.complex(output[0, 0::2], output[0, 1::2])
 
 
 @dataclass

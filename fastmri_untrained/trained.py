@@ -167,6 +167,8 @@ class BaselineModule(pl.LightningModule):
         return loss
 
     def on_validation_epoch_end(self) -> None:
+        # One process: the baselines train on one device (_trainer), so every validation slice
+        # of a volume is here and the per-volume metrics need no reduction across processes.
         volumes = {}
         for fname, slices in self._val["slices"].items():
             mse, norm, ssim = (np.array(v) for v in zip(*slices.values()))

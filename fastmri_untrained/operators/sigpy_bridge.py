@@ -5,6 +5,7 @@ from __future__ import annotations
 import sigpy as sp
 import torch
 
+from ..edges import from_real_pairs, to_real_pairs
 from .base import LinearOperator
 
 
@@ -23,7 +24,7 @@ class SigPyLinop(LinearOperator):
         self._adjoint = sp.to_pytorch_function(linop.H, input_iscomplex=True, output_iscomplex=True)
 
     def forward(self, x):
-        return torch.view_as_complex(self._forward.apply(torch.view_as_real(x.to(torch.complex64)).contiguous()))
+        return from_real_pairs(self._forward.apply(to_real_pairs(x.to(torch.complex64)).contiguous()))
 
     def adjoint(self, y):
-        return torch.view_as_complex(self._adjoint.apply(torch.view_as_real(y.to(torch.complex64)).contiguous()))
+        return from_real_pairs(self._adjoint.apply(to_real_pairs(y.to(torch.complex64)).contiguous()))
