@@ -138,10 +138,11 @@ def weights(args) -> list[dict]:
     rows = []
     for name, sample in cases:
         kspace, _ = reduced_problem(sample)
-        row = {"case": name, "method": args.method, "default": default_lamda(args.method, kspace, sample.mask),
+        row = {"case": name, "method": args.method, "cycle_spin": args.cycle_spin,
+               "default": default_lamda(args.method, kspace, sample.mask),
                "noise_std": kspace_noise_std(kspace, sample.mask) * normalisation(kspace)}
         for lamda in [*args.lamdas, None]:
-            recon = SigPyRecon(method=args.method, lamda=lamda)
+            recon = SigPyRecon(method=args.method, lamda=lamda, cycle_spin=args.cycle_spin)
             key = "default" if lamda is None else f"{lamda:g}"
             row[f"holdout {key}"] = holdout_score(recon, sample, args.holdout, args.seed)
             if sample.target is not None:
@@ -171,6 +172,7 @@ def main(argv=None) -> int:
     p.add_argument("--schedule", default="constant", choices=("constant", "cosine"))
     p.add_argument("--kspace-weight", type=float, default=0.0, help="loss weight |k|^P (0: unweighted)")
     p.add_argument("--net", nargs="*", default=[], help="network overrides, e.g. channels=128")
+    p.add_argument("--cycle-spin", action="store_true", help="weights: L1-wavelet with random wavelet shifts")
     args = p.parse_args(argv)
     if not SHARED.is_dir():
         p.error(f"real k-space not found: {SHARED}")

@@ -34,3 +34,17 @@ def test_bart_peer_predicts_held_out_samples_with_our_fft_convention(shared_data
     # FFT convention would predict noise (NMSE >= 1).
     nmse, image, _ = scores["bart-l1 (pics -l1 -r 0.005)"]
     assert nmse < 0.2 and image.shape == (230, 180)
+
+
+def test_cycle_spinning_l1_wavelet_predicts_real_kspace_better_and_is_seeded(shared_data):
+    from fastmri_untrained.baselines import SigPyRecon
+    from fastmri_untrained.pipeline import holdout_score, kspace_file_sample
+
+    sample = kspace_file_sample(shared_data / "kspace" / "brain_8coil_sigpy.npy")
+    spun = holdout_score(SigPyRecon("l1-wavelet", cycle_spin=True), sample, 0.1, 0)
+    # Measured 0.0908 with random wavelet shifts, 0.1055 without (same weight, split, iterations);
+    # the bound sits between them, 4.6% above the measurement for numerical-library drift.
+    assert spun < 0.095
+    # Seeded shifts: a second run agrees (measured 1.5e-5 apart in relative terms: the runs are
+    # not bitwise equal); other shift seeds move it by about 2% (0.0892, 0.0892 for seeds 1, 2).
+    assert holdout_score(SigPyRecon("l1-wavelet", cycle_spin=True), sample, 0.1, 0) == pytest.approx(spun, rel=1e-3)
