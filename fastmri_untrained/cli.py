@@ -177,6 +177,9 @@ def add_recon_args(p):
     p.add_argument("--lamda", type=float, help="classical methods: regularisation weight, relative to k-space scaled so that the zero-filled "
                         "image has maximum 1 (default: L1-wavelet 0.1 x the estimated noise level, TV and "
                         "SENSE 1e-2)")
+    p.add_argument("--cycle-spin", action="store_true",
+                   help="l1-wavelet: shift the wavelet grid at random every iteration (cycle spinning, BART's "
+                        "default); better on real and simulated data (docs/real_data.md)")
     p.add_argument("--report-holdout", type=float, metavar="FRACTION",
                    help="also reconstruct without FRACTION of the acquired samples and report how well the "
                         "result predicts them (NMSE, holdout.json beside the output); a score for data without "
@@ -223,7 +226,8 @@ def build_reconstructor(args):
     if args.method not in METHODS:
         raise InputError("--method", f"unknown method {args.method!r}; choose from {', '.join(METHODS)}")
     cfg = untrained_config(args) if args.method in UNTRAINED_METHODS else None
-    return make_reconstructor(args.method, lamda=args.lamda, untrained=cfg, show_progress=not args.no_progress)
+    return make_reconstructor(args.method, lamda=args.lamda, untrained=cfg, show_progress=not args.no_progress,
+                              cycle_spin=args.cycle_spin)
 
 
 def add_trainer_args(p):

@@ -115,11 +115,17 @@ def check_inputs(infos, mask: MaskSpec, method: str, untrained: Optional[Untrain
 
 
 def make_reconstructor(method: str, lamda: Optional[float] = None, untrained: Optional[UntrainedConfig] = None,
-                       show_progress: bool = True, seed: int = 0) -> Callable[[MRISample], object]:
+                       show_progress: bool = True, seed: int = 0,
+                       cycle_spin: bool = False) -> Callable[[MRISample], object]:
     """The reconstructor for ``method`` (un-trained or classical); ``seed`` seeds the un-trained
-    fits when no ``untrained`` configuration is given."""
+    fits when no ``untrained`` configuration is given; ``cycle_spin``: L1-wavelet with random
+    wavelet shifts (:class:`baselines.ShiftedWaveletL1`)."""
     if lamda is not None and not (math.isfinite(lamda) and lamda >= 0):
         raise InputError("lamda", f"must be a finite number >= 0, got {lamda}")
+    if cycle_spin and method != "l1-wavelet":
+        raise InputError("cycle_spin", f"applies to l1-wavelet only, not {method}")
+    if cycle_spin:
+        return classical_reconstructor(method, lamda=lamda, cycle_spin=True)
     if method in UNTRAINED_METHODS:
         cfg = untrained or UntrainedConfig(method=method, seed=seed)
         return UntrainedReconstructor(cfg, show_progress=show_progress)
