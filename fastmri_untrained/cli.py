@@ -336,13 +336,13 @@ def reconstruct_with_trainer(args, mask, reconstructor):
     from .lightning import reconstruct_dataset
     from .pipeline import h5_files
 
-    finished = {f.name for f in h5_files(args.data_path, log=lambda message: None) if (args.out / f.name).exists()}
+    files = h5_files(args.data_path, log=lambda message: None)
+    finished = {f.name for f in files if (args.out / f.name).exists()}
     rows = reconstruct_dataset(args.data_path, args.out, args.method, args.challenge, mask, reconstructor,
                                args.report_holdout, args.seed, lamda=args.lamda, trainer=trainer_args(args),
                                output_formats=args.output_format, log_dir=args.log_dir, log_images=args.log_images,
                                progress=not args.no_progress)
     if rows is not None:
-        files = h5_files(args.data_path, log=lambda message: None)
         write_previews(args, files, args.out, [f.name for f in files if f.name not in finished])
     return rows
 

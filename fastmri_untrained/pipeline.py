@@ -124,13 +124,11 @@ def make_reconstructor(method: str, lamda: Optional[float] = None, untrained: Op
         raise InputError("lamda", f"must be a finite number >= 0, got {lamda}")
     if cycle_spin and method != "l1-wavelet":
         raise InputError("cycle_spin", f"applies to l1-wavelet only, not {method}")
-    if cycle_spin:
-        return classical_reconstructor(method, lamda=lamda, cycle_spin=True)
     if method in UNTRAINED_METHODS:
         cfg = untrained or UntrainedConfig(method=method, seed=seed)
         return UntrainedReconstructor(cfg, show_progress=show_progress)
     if method in CLASSICAL_METHODS:
-        return classical_reconstructor(method, lamda=lamda)
+        return classical_reconstructor(method, lamda=lamda, **({"cycle_spin": True} if cycle_spin else {}))
     raise InputError("method", f"unknown method {method!r}; choose from {', '.join(METHODS)}")
 
 

@@ -98,7 +98,8 @@ def test_non_finite_loss_stops_with_warning_and_finite_best_iterate():
     assert res.iterations < 100
 
 
-def test_early_stopping_stops_at_the_validation_minimum():
+def inpainting_with_held_out_pixels():
+    """A noisy smooth image, 70% of its pixels observed; validation = residual on the other 30%."""
     x = smooth_image()
     noisy = x + 0.3 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
     fit_op = Inpainting.random(x.shape, 0.7, seed=3)
@@ -107,6 +108,11 @@ def test_early_stopping_stops_at_the_validation_minimum():
     def validation(out):
         return float((((out - noisy) * held) ** 2).sum())
 
+    return x, noisy, fit_op, validation
+
+
+def test_early_stopping_stops_at_the_validation_minimum():
+    x, noisy, fit_op, validation = inpainting_with_held_out_pixels()
     cfg = quiet(iterations=3000, lr=0.02, early_stop=EarlyStopConfig(check_every=5, patience=100))
     res = fit(small_decoder(), fit_op, fit_op(noisy), cfg, validation=validation)
     vals = res.history["validation"]
@@ -189,14 +195,7 @@ def test_a_fitter_stepped_by_hand_is_fit():
     # the same order, so bit for bit (input noise, schedule and early stopping included).
     from fastmri_untrained.fit import Fitter
 
-    x = smooth_image()
-    noisy = x + 0.3 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
-    fit_op = Inpainting.random(x.shape, 0.7, seed=3)
-    held = 1 - fit_op.mask
-
-    def validation(out):
-        return float((((out - noisy) * held) ** 2).sum())
-
+    _, noisy, fit_op, validation = inpainting_with_held_out_pixels()
     cfg = quiet(iterations=400, lr=0.05, reg_noise_std=0.05, lr_schedule="cosine",
                 early_stop=EarlyStopConfig(check_every=5, patience=20))
     ref = fit(small_decoder(), fit_op, fit_op(noisy), cfg, validation=validation)
