@@ -76,6 +76,13 @@ class GivenAction(argparse.Action):
         namespace.given = tuple(getattr(namespace, "given", ())) + (option_string,)
 
 
+def _nonnegative_int(value: str) -> int:
+    v = int(value)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return v
+
+
 def _positive_int(value: str) -> int:
     v = int(value)
     if v < 1:
@@ -97,6 +104,12 @@ def add_simulate(sub):
                    help="k-space matrix (readout H, 2x oversampled: even, >= 8; phase encoding W >= 4)")
     p.add_argument("--seed", type=int, default=0,
                    help="non-negative; picks the images, coil maps and noise (file names carry it)")
+    p.add_argument("--contiguous", action="store_true",
+                   help="each volume is a slab of contiguous slices of one 3-D brain volume (--slab-source) "
+                        "instead of unrelated slices; each file lists its slices' sources (attribute slice_sources)")
+    p.add_argument("--slab-source", default="dipy:S0_10slices",
+                   help="with --contiguous: dipy:S0_10slices (b0, at most 10 slices) or mni152:T1 (the MNI152 "
+                        "T1 template bundled with nilearn, at most 30 axial slices 3 mm apart)")
     p.add_argument("--format", choices=("fastmri", "mrd"), default="fastmri",
                    help="fastmri: fastMRI h5 with targets; mrd: ISMRMRD raw data (written with the ismrmrd package)")
     p.add_argument("--acceleration", type=float,
@@ -116,6 +129,14 @@ def cmd_simulate(args) -> int:
         raise InputError("--shape", problem)
     if args.seed < 0:
         raise InputError("--seed", f"must be >= 0 (numpy seeds are non-negative), got {args.seed}")
+    from .data.images import SLAB_SOURCES
+
+    if args.slab_source not in SLAB_SOURCES:
+        raise InputError("--slab-source", f"must be one of {', '.join(SLAB_SOURCES)}, got {args.slab_source!r}")
+    depth = SLAB_SOURCES[args.slab_source]
+    if args.contiguous and args.slices > depth:
+        raise InputError("--slices", f"must be <= {depth} with --contiguous --slab-source {args.slab_source} (its "
+                                     f"slices), got {args.slices}")
     mask = None
     if args.format == "mrd":
         if args.challenge != "multicoil":
@@ -130,7 +151,8 @@ def cmd_simulate(args) -> int:
                                            "reconstruct's --accelerations)")
     check_output_dir(args.out)  # a file in the way or no permission: fail before simulating
     kwargs = dict(challenge=args.challenge, num_volumes=args.num_volumes, slices=args.slices, coils=args.coils,
-                  shape=tuple(args.shape), seed=args.seed)
+                  shape=tuple(args.shape), seed=args.seed, contiguous=args.contiguous,
+                  slab_source=args.slab_source)
     if args.format == "fastmri":
         paths = simulate_dataset(args.out, **kwargs)
     else:  # the fastMRI twin in a scratch directory, rewritten as MRD under the same name
@@ -172,6 +194,15 @@ def add_recon_args(p):
     p.add_argument("--ensemble", type=_positive_int,
                    help="un-trained methods: fit N times from seeds seed..seed+N-1 and average "
                         "(default: 2 for deep-decoder, 1 otherwise)")
+    p.add_argument("--warm-start", type=_nonnegative_int, default=0, metavar="ITERATIONS",
+                   help="un-trained methods: fit each slice after the first of a volume from its neighbour's fitted "
+                        "weights, for ITERATIONS iterations (0: every slice from scratch; docs/benchmarks.md)")
+    p.add_argument("--batch-slices", type=_positive_int, default=1, metavar="K",
+                   help="un-trained methods: fit up to K slices of a volume (and each slice's ensemble members) in "
+                        "one pass; pays on a GPU, slower on a 2-core CPU (scripts/bench_batched.py)")
+    p.add_argument("--save-uncertainty", action="store_true",
+                   help="un-trained ensembles (--ensemble >= 2; deep-decoder by default): also store the members' "
+                        "per-pixel standard deviation as reconstruction_std in each output h5")
     p.add_argument("--early-stop", choices=("none", "holdout"), default="none",
                    help="holdout: stop at the minimum of the residual on held-out k-space samples")
     p.add_argument("--lamda", type=float, help="classical methods: regularisation weight, relative to k-space scaled so that the zero-filled "
@@ -216,7 +247,7 @@ def untrained_config(args):
         fit_kwargs["lr"] = args.lr
     return UntrainedConfig(method=args.method, forward_model=args.forward_model, net=net,
                            fit=FitConfig(**fit_kwargs), early_stop=args.early_stop, ensemble=args.ensemble,
-                           device=device, seed=args.seed)
+                           warm_start=args.warm_start, batch=args.batch_slices, device=device, seed=args.seed)
 
 
 def build_reconstructor(args):
@@ -284,7 +315,7 @@ def cmd_reconstruct(args) -> int:
                  "is its zeros")
         row = reconstruct_kspace_file(args.data_path, args.out, args.method, reconstructor,
                                       report_holdout=args.report_holdout, seed=args.seed,
-                                      output_formats=args.output_format)
+                                      output_formats=args.output_format, save_uncertainty=args.save_uncertainty)
         if args.preview is not False:
             write_preview(args.out / row["file"], args.method)
         print(json.dumps(row, indent=2))
@@ -341,7 +372,7 @@ def reconstruct_with_trainer(args, mask, reconstructor):
     rows = reconstruct_dataset(args.data_path, args.out, args.method, args.challenge, mask, reconstructor,
                                args.report_holdout, args.seed, lamda=args.lamda, trainer=trainer_args(args),
                                output_formats=args.output_format, log_dir=args.log_dir, log_images=args.log_images,
-                               progress=not args.no_progress)
+                               progress=not args.no_progress, save_uncertainty=args.save_uncertainty)
     if rows is not None:
         write_previews(args, files, args.out, [f.name for f in files if f.name not in finished])
     return rows
@@ -371,6 +402,8 @@ def add_demo(sub):
     p.add_argument("--acceleration", type=float, default=4, help="undersampling factor (equispaced mask)")
     p.add_argument("--center-fraction", type=float, default=0.08, help="fully sampled centre fraction")
     p.add_argument("--seed", type=int, default=0, help="simulated data and network initialisation")
+    p.add_argument("--save-uncertainty", action="store_true",
+                   help="store and show the per-pixel standard deviation of the ensembles (deep-decoder: 2 fits)")
     p.set_defaults(func=cmd_demo)
 
 
@@ -379,7 +412,8 @@ def cmd_demo(args) -> int:
     from .evaluate import format_table, summarise
     from .figures import comparison_figure
     from .lightning import reconstruct_dataset
-    from .pipeline import METHODS, MaskSpec, read_reconstruction
+    from .pipeline import METHODS, UNCERTAINTY_KEY, MaskSpec, read_reconstruction
+    from .recon import UNTRAINED_METHODS, UntrainedConfig
 
     # Arguments first, before simulating anything.
     unknown = [m for m in args.methods if m not in METHODS]
@@ -396,7 +430,10 @@ def cmd_demo(args) -> int:
     for method in args.methods:
         out = args.out / method
         print(f"reconstructing with {method} at {args.acceleration:g}x")
-        rows += reconstruct_dataset(data_dir, out, method, "multicoil", mask, seed=args.seed, resume=False)
+        keep_std = args.save_uncertainty and UntrainedConfig(method=method).ensemble > 1 \
+            if method in UNTRAINED_METHODS else False
+        rows += reconstruct_dataset(data_dir, out, method, "multicoil", mask, seed=args.seed, resume=False,
+                                    save_uncertainty=keep_std)
         recon_paths[method] = sorted(out.glob("*.h5"))[0]
     summary = summarise(rows)
     print(f"\nfastMRI metrics ({args.acceleration:g}x equispaced_fraction, centre {args.center_fraction}), "
@@ -407,8 +444,13 @@ def cmd_demo(args) -> int:
     with h5py.File(sorted(data_dir.glob("*.h5"))[0], "r") as hf:
         target = hf["reconstruction_rss"][0]
     recons = {m: read_reconstruction(p)[0] for m, p in recon_paths.items()}
+    stds = {}
+    for m, p in recon_paths.items():
+        with h5py.File(p, "r") as hf:
+            if UNCERTAINTY_KEY in hf:
+                stds[m] = hf[UNCERTAINTY_KEY][0]
     png = comparison_figure(target, recons, args.out / "demo.png", metrics=summary,
-                            title=f"{args.acceleration:g}x, simulated 8-coil data, slice 0")
+                            title=f"{args.acceleration:g}x, simulated 8-coil data, slice 0", uncertainty=stds)
     print(f"\nfigure: {png}")
     return 0
 

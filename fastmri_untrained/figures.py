@@ -32,11 +32,15 @@ def save_png(fig: Figure, path: Path, dpi: int = 110) -> Path:
 
 
 def comparison_figure(target: Optional[np.ndarray], recons: Mapping[str, np.ndarray], path: Path,
-                      metrics: Optional[Mapping[str, Mapping]] = None, title: str = "") -> Path:
-    """One column per method (target first); error maps (|recon - target|, 5x) below."""
+                      metrics: Optional[Mapping[str, Mapping]] = None, title: str = "",
+                      uncertainty: Optional[Mapping[str, np.ndarray]] = None) -> Path:
+    """One column per method (target first); error maps (|recon - target|, 5x) below; with
+    ``uncertainty`` ({method: per-pixel std of an ensemble}) a last row shows those maps (5x, on
+    the error maps' scale, so an honest spread looks like the error)."""
     names = list(recons)
+    uncertainty = {k: v for k, v in (uncertainty or {}).items() if k in recons}
     cols = len(names) + (target is not None)
-    rows = 2 if target is not None else 1
+    rows = (2 if target is not None else 1) + bool(uncertainty)
     fig = new_figure(figsize=(2.6 * cols, 3.3 * rows))
     axes = fig.subplots(rows, cols, squeeze=False)
     vmax = float(np.percentile(target if target is not None else next(iter(recons.values())), 99.5))
@@ -57,6 +61,15 @@ def comparison_figure(target: Optional[np.ndarray], recons: Mapping[str, np.ndar
         if target is not None:
             axes[1, col + i].imshow(np.abs(recons[name] - target), cmap="inferno", vmin=0, vmax=vmax / 5)
             axes[1, col + i].set_title("|error| x5", fontsize=8)
+        if uncertainty:
+            ax = axes[rows - 1, col + i]
+            if name in uncertainty:
+                ax.imshow(uncertainty[name], cmap="inferno", vmin=0, vmax=vmax / 5)
+                ax.set_title("ensemble std x5", fontsize=8)
+            else:
+                ax.axis("off")
+    if uncertainty and target is not None:
+        axes[rows - 1, 0].axis("off")
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])

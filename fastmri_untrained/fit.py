@@ -19,6 +19,8 @@ is divided by ``scale``, so callers always see the units of ``y``.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import time
 import warnings
@@ -273,24 +275,34 @@ class Fitter:
         """
         if self.done():
             raise RuntimeError(f"{self.description}: the fit is done; no step is left")
+        loss, output = network_step_loss(self.step_net, self.forward_model, self.y, self.input_noise(),
+                                         self.config.autocast_dtype)
+        self.record(loss, output)
+        return loss, output
+
+    def input_noise(self) -> Optional[torch.Tensor]:
+        """This iteration's input noise (None without): drawn from the fit's own generator, so a
+        fit gets the same noise whether it runs alone or in a :class:`BatchedFitter`."""
+        if self.noise_std <= 0:
+            return None
+        return self.noise_std * torch.randn(self.net.net_input.shape, generator=self.noise_gen).to(self.device)
+
+    def record(self, loss: torch.Tensor, output: torch.Tensor) -> None:
+        """Every check on the forward pass of the current weights (:meth:`loss_and_output`)."""
         cfg, it = self.config, self.iteration
         self.last_validation, self._output = None, None
-        noise = None
-        if self.noise_std > 0:
-            noise = self.noise_std * torch.randn(self.net.net_input.shape, generator=self.noise_gen).to(self.device)
-        loss, output = network_step_loss(self.step_net, self.forward_model, self.y, noise, cfg.autocast_dtype)
         value = float(loss.detach())
         if not math.isfinite(value):
             self._stop("non-finite", f"loss became non-finite at iteration {it + 1}; "
                        f"returning the best iterate so far (iteration {self.best_iteration})")
-            return loss, output
+            return
         if self.first_loss is None:
             self.first_loss = value
         elif self.first_loss > 0 and value > DIVERGENCE_FACTOR * self.first_loss:
             self._stop("diverged", f"the fit diverged (loss {value / self.first_loss:.3g} times its start at "
                        f"iteration {it + 1}; lower the learning rate); returning the best iterate so far "
                        f"(iteration {self.best_iteration})")
-            return loss, output
+            return
         if value < self.best_loss:
             self.best_loss, self.best_iteration = value, it
             self.best_output = output.detach().clone()
@@ -307,9 +319,8 @@ class Fitter:
                 self.es_best, self.es_output, self.es_iteration = val, output.detach().clone(), it
             elif cfg.early_stop is not None and it - self.es_iteration >= es.patience:
                 self._stop("early-stop")
-                return loss, output
+                return
         self._output = output
-        return loss, output
 
     def after_step(self):
         """After the optimizer (and scheduler) step of :meth:`loss_and_output`'s loss: count it."""
@@ -378,6 +389,141 @@ class Fitter:
         return FitResult(output=returned / self.scale, history=history, iterations=it,
                          returned_iteration=returned_iteration, stop_reason=stop_reason, scale=self.scale,
                          seconds=time.perf_counter() - self._start)
+
+
+class BatchedFitter:
+    """K independent fits of one architecture stepped as one pass (in the spirit of SigPy's ``Alg``).
+
+    Each member is an ordinary :class:`Fitter` -- its own network, measurements, data scale,
+    input-noise generator, history, checks and early stopping -- whose forward pass and optimizer
+    step are shared: the members' weights are stacked (``torch.func.stack_module_state``), the
+    network is mapped over them (``vmap`` of ``functional_call``; a convolution over stacked
+    weights becomes one grouped convolution), the loss is the sum of the members' losses (so each
+    member's gradient is its own) and one optimizer steps the stacked weights (Adam and SGD act
+    elementwise: each member moves as it would alone). A member that a check stops (early stop,
+    non-finite, diverged) leaves the sum and its weights are frozen; the others go on. So each
+    member's result equals its fit alone with the same seed, up to floating-point order.
+
+        fitter = BatchedFitter(nets, forward_models, measurements, configs)
+        while not fitter.done():
+            fitter.step()
+        results = fitter.results()
+
+    Whether this is faster than fitting the members one after another depends on the device
+    (``scripts/bench_batched.py``): on a GPU many small networks fill it better as one; on a
+    2-core CPU the grouped convolutions are slower (docs/benchmarks.md).
+    """
+
+    def __init__(self, nets: list[nn.Module], forward_models: list[Callable], measurements: list[torch.Tensor],
+                 configs: list[FitConfig], *, validations: Optional[list[Optional[Callable]]] = None,
+                 descriptions: Optional[list[str]] = None):
+        from torch.func import functional_call, stack_module_state
+
+        k = len(nets)
+        if k < 1 or not (len(forward_models) == len(measurements) == len(configs) == k):
+            raise ValueError(f"nets, forward_models, measurements and configs must have one entry per member "
+                             f"(got {len(nets)}, {len(forward_models)}, {len(measurements)}, {len(configs)})")
+        shapes = [{n: tuple(t.shape) for n, t in net.state_dict().items()} for net in nets]
+        if any(shape != shapes[0] for shape in shapes[1:]):
+            raise ValueError("nets: the members must share one architecture (state_dict shapes differ)")
+        common = dataclasses.replace(configs[0], seed=0)
+        if any(dataclasses.replace(c, seed=0) != common for c in configs[1:]):
+            raise ValueError("configs: the members may differ in their seed only (one optimizer steps them all)")
+        if common.compile:
+            raise ValueError("configs: compile is not supported for batched fits")
+        validations = validations or [None] * k
+        descriptions = descriptions or [f"fit [{i + 1}/{k}]" for i in range(k)]
+        self.members = [Fitter(net, fm, y, cfg, validation=v, description=d)
+                        for net, fm, y, cfg, v, d in zip(nets, forward_models, measurements, configs, validations,
+                                                          descriptions)]
+        self.config = configs[0]
+        params, buffers = stack_module_state([m.net for m in self.members])
+        self.params = {name: nn.Parameter(value) for name, value in params.items()}
+        self.buffers = buffers
+        template = copy.deepcopy(self.members[0].net).to("meta")  # the architecture, without storage
+        self._forward = torch.func.vmap(lambda p, b, z: functional_call(template, (p, b), (z,)))
+        self.optimizer = make_optimizer(list(self.params.values()), self.config)
+        self.scheduler = make_scheduler(self.optimizer, self.config)
+        self._frozen: dict[int, dict] = {}  # member -> its weights when a check stopped it
+
+    def done(self) -> bool:
+        return all(m.done() for m in self.members)
+
+    def step(self) -> list[Optional[float]]:
+        """One iteration of every running member; returns each member's loss (None once done)."""
+        running = [i for i, m in enumerate(self.members) if not m.done()]
+        if not running:
+            raise RuntimeError("the batched fit is done; no step is left")
+        self.optimizer.zero_grad(set_to_none=True)
+        z = torch.stack([self._input(m) for m in self.members])
+        if self.config.autocast_dtype is not None:
+            device_type = self.members[0].device.type
+            with torch.autocast(device_type=device_type, dtype=getattr(torch, self.config.autocast_dtype)):
+                outputs = self._forward(self.params, self.buffers, z)
+            outputs = outputs.float()
+        else:
+            outputs = self._forward(self.params, self.buffers, z)
+        losses: list[Optional[float]] = [None] * len(self.members)
+        total = None
+        for i in running:
+            member = self.members[i]
+            loss = squared_norm(member.forward_model(outputs[i]) - member.y)
+            member.record(loss, outputs[i])
+            losses[i] = float(loss.detach())
+            if member.stopped:
+                self._frozen[i] = {name: p.detach()[i].clone() for name, p in self.params.items()}
+            else:
+                total = loss if total is None else total + loss
+        if total is not None:
+            total.backward()
+            self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
+            with torch.no_grad():  # stopped members keep their weights (Adam's momentum would move them)
+                for i, weights in self._frozen.items():
+                    for name, p in self.params.items():
+                        p[i] = weights[name]
+            for i in running:
+                if not self.members[i].stopped:
+                    self.members[i].after_step()
+        return losses
+
+    def _input(self, member: Fitter) -> torch.Tensor:
+        noise = member.input_noise()  # drawn for every member each step, as each would alone
+        return member.net.net_input if noise is None else member.net.net_input + noise
+
+    def nets(self) -> list[nn.Module]:
+        """The members' networks, holding their current (stacked) weights."""
+        with torch.no_grad():
+            for i, member in enumerate(self.members):
+                for name, p in member.net.named_parameters():
+                    p.copy_(self.params[name][i])
+        return [m.net for m in self.members]
+
+    def results(self) -> list[FitResult]:
+        """Each member's :meth:`Fitter.result` (its network first given its fitted weights)."""
+        self.nets()
+        return [m.result() for m in self.members]
+
+
+def fit_batched(nets: list[nn.Module], forward_models: list[Callable], measurements: list[torch.Tensor],
+                configs: list[FitConfig], *, validations: Optional[list[Optional[Callable]]] = None,
+                descriptions: Optional[list[str]] = None, description: str = "batched fit") -> list[FitResult]:
+    """:func:`fit` for K members in one pass (:class:`BatchedFitter`), with one progress bar;
+    returns one :class:`FitResult` per member, in order."""
+    fitter = BatchedFitter(nets, forward_models, measurements, configs, validations=validations,
+                           descriptions=descriptions)
+    total = fitter.config.iterations
+    bar = tqdm(total=total, desc=f"{description} x{len(nets)}", disable=not fitter.config.show_progress, leave=False)
+    done_steps = 0
+    while not fitter.done():
+        fitter.step()
+        steps = max(m.iteration for m in fitter.members)
+        if steps - done_steps >= 10 or fitter.done():
+            bar.update(steps - done_steps)
+            done_steps = steps
+    bar.close()
+    return fitter.results()
 
 
 def fit(net: nn.Module, forward_model: Callable[[torch.Tensor], torch.Tensor], measurements: torch.Tensor,

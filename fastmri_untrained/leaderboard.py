@@ -14,7 +14,12 @@ Metrics are computed exactly as ``fastmri.evaluate.evaluate`` (fastmri 0.3.0) do
   instead, as fastMRI's Lightning validation (MriModule) does;
 - means over volumes, and standard deviations with ddof=1 (runstats, as ``Metrics``).
 
-Methods are ranked by mean SSIM, as on the fastMRI leaderboard.
+Methods are ranked by mean SSIM, as on the fastMRI leaderboard. Beside fastMRI's volume table,
+every slice is scored with its volume's data range (:func:`evaluate.slice_metrics`): per method
+the mean over slices with a 95% bootstrap interval (slices resampled), per source where the
+targets record one (the attribute ``slice_sources`` of simulated files), and with
+``paired_against`` each method minus that reference on the same slices (mean difference, its
+interval, fraction of slices won).
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ from fastmri.data import transforms
 
 from .data.readers import TARGET_KEYS
 from .errors import InputError
-from .evaluate import METRICS, format_table, summarise, volume_metrics
+from .evaluate import (METRICS, format_table, interval_summary, paired_difference, slice_metrics, summarise,
+                       volume_metrics)
 from .files import atomic_path
 
 OTHER_CHALLENGE = {"multicoil": "singlecoil", "singlecoil": "multicoil"}
@@ -71,6 +77,12 @@ class Leaderboard:
         by_acquisition: acquisition -> the same summary restricted to that acquisition.
         excluded: target files left out by the --acquisition filter (named, not silent).
         unused_predictions: method -> prediction files with no target (not evaluated).
+        slice_rows: one dict per (method, volume, slice): method, file, slice, source, metrics.
+        intervals: method -> metric -> mean over slices with its 95% bootstrap interval.
+        by_source: source -> the same intervals over that source's slices.
+        paired_against: the reference method of ``paired``, or None.
+        paired: method -> metric -> the paired difference to the reference (method minus
+            reference; see :func:`evaluate.paired_difference`).
     """
 
     challenge: str
@@ -81,6 +93,11 @@ class Leaderboard:
     by_acquisition: dict = field(default_factory=dict)
     excluded: list = field(default_factory=list)
     unused_predictions: dict = field(default_factory=dict)
+    slice_rows: list = field(default_factory=list)
+    intervals: dict = field(default_factory=dict)
+    by_source: dict = field(default_factory=dict)
+    paired_against: Optional[str] = None
+    paired: dict = field(default_factory=dict)
 
     def ranking(self) -> list[str]:
         """Method names, best (highest mean SSIM) first."""
@@ -232,6 +249,8 @@ def evaluate_volume(target_file: Path, pred_file: Path, challenge: str, maxval: 
     with h5py.File(target_file, "r") as hf:
         target = hf[TARGET_KEYS[challenge]][()]
         max_attr = hf.attrs.get("max")
+        sources = ([s.decode() if isinstance(s, bytes) else str(s) for s in hf.attrs["slice_sources"]]
+                   if "slice_sources" in hf.attrs else None)
     with h5py.File(pred_file, "r") as hf:
         recon = hf[PRED_KEY][()]
     if target.shape[-2] < target.shape[-1]:
@@ -254,13 +273,20 @@ def evaluate_volume(target_file: Path, pred_file: Path, challenge: str, maxval: 
     # volume_metrics passes float32 arrays through unchanged, as fastmri.evaluate reads them.
     row = volume_metrics(target, recon, maxval=value)
     row["maxval"] = value
+    row["per_slice"] = slice_metrics(target, recon, maxval=value)
+    for i, r in enumerate(row["per_slice"]):
+        # The source of the slice ("dipy:S0_10slices[3]" -> "dipy:S0_10slices") where the file records it.
+        r["source"] = sources[i].split("[")[0] if sources and i < len(sources) else None
     return row
 
 
 def evaluate_predictions(target_path: Path, prediction_paths: Sequence[Path], challenge: str,
                          acquisition: Optional[str] = None, maxval: str = "target",
-                         log: Callable[[str], None] = lambda m: None) -> Leaderboard:
-    """Evaluate every prediction directory against ``target_path`` (see the module doc).
+                         log: Callable[[str], None] = lambda m: None,
+                         paired_against: Optional[str] = None) -> Leaderboard:
+    """Evaluate every prediction directory against ``target_path`` (see the module doc);
+    ``paired_against``: a method name (a prediction directory's name) to compare every other
+    method with, slice by slice.
 
     All inputs are checked before any metric is computed; InputError lists every problem.
     """
@@ -268,9 +294,14 @@ def evaluate_predictions(target_path: Path, prediction_paths: Sequence[Path], ch
         raise InputError("maxval", f"must be one of {', '.join(MAXVAL_CHOICES)}, got {maxval!r}")
     if not prediction_paths:
         raise InputError("prediction_paths", "give at least one prediction directory")
-    targets, excluded = read_targets(Path(target_path), challenge, acquisition)
     names = method_names(prediction_paths)
-    board = Leaderboard(challenge=challenge, maxval=maxval, acquisition=acquisition, excluded=excluded)
+    if paired_against is not None and paired_against not in names:
+        raise InputError("paired_against", f"{paired_against!r} is not one of the evaluated methods ({', '.join(names)})")
+    if paired_against is not None and len(names) < 2:
+        raise InputError("paired_against", "needs at least one other method to compare")
+    targets, excluded = read_targets(Path(target_path), challenge, acquisition)
+    board = Leaderboard(challenge=challenge, maxval=maxval, acquisition=acquisition, excluded=excluded,
+                        paired_against=paired_against)
     for name, pred_dir in zip(names, prediction_paths):
         unused = check_predictions(Path(pred_dir), targets, challenge)
         if unused:
@@ -280,11 +311,43 @@ def evaluate_predictions(target_path: Path, prediction_paths: Sequence[Path], ch
         for t in targets:
             row = {"method": name, "file": t.name, "acquisition": t.acquisition, "slices": t.shape[0]}
             row.update(evaluate_volume(t.path, Path(pred_dir) / t.name, challenge, maxval))
+            for i, metrics in enumerate(row.pop("per_slice")):
+                board.slice_rows.append({"method": name, "file": t.name, "slice": i, **metrics})
             board.rows.append(row)
     board.summary = summarise(board.rows)
     for acq in sorted({r["acquisition"] for r in board.rows}):
         board.by_acquisition[acq] = summarise([r for r in board.rows if r["acquisition"] == acq])
+    board.intervals = slice_intervals(board.slice_rows)
+    sources = {r["source"] for r in board.slice_rows}
+    if len(sources) > 1 and None not in sources:
+        board.by_source = {src: slice_intervals([r for r in board.slice_rows if r["source"] == src])
+                           for src in sorted(sources)}
+    if paired_against is not None:
+        board.paired = paired_table(board.slice_rows, paired_against)
     return board
+
+
+def slice_intervals(slice_rows: Sequence[dict]) -> dict:
+    """method -> metric -> mean over the slices of ``slice_rows`` with its bootstrap interval."""
+    out: dict = {}
+    for name in dict.fromkeys(r["method"] for r in slice_rows):
+        rows = [r for r in slice_rows if r["method"] == name]
+        out[name] = {m: interval_summary([r[m] for r in rows]) for m in METRICS}
+    return out
+
+
+def paired_table(slice_rows: Sequence[dict], reference: str) -> dict:
+    """method -> metric -> the paired difference (method minus ``reference``, same slices)."""
+    key = lambda r: (r["file"], r["slice"])  # noqa: E731
+    ref = {key(r): r for r in slice_rows if r["method"] == reference}
+    out: dict = {}
+    for name in dict.fromkeys(r["method"] for r in slice_rows):
+        if name == reference:
+            continue
+        rows = [r for r in slice_rows if r["method"] == name]
+        out[name] = {m: paired_difference([r[m] for r in rows], [ref[key(r)][m] for r in rows],
+                                          higher_is_better=m != "NMSE") for m in METRICS}
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -298,6 +361,15 @@ def format_report(board: Leaderboard) -> str:
     if len(board.by_acquisition) > 1:
         for acq, summary in board.by_acquisition.items():
             parts.append(format_table(summary, COLUMNS, f"acquisition {acq}:"))
+    n = _slices(board)
+    caution = (f" (fewer than {FEW_SLICES} slices: the intervals understate the uncertainty; read them as "
+               "descriptive)") if n < FEW_SLICES else ""
+    parts.append(format_intervals(board.intervals, f"per slice: mean [95% bootstrap interval, slices resampled] "
+                                                    f"over {n} slices{caution}:"))
+    for src, intervals in board.by_source.items():
+        parts.append(format_intervals(intervals, f"source {src}:"))
+    if board.paired:
+        parts.append(format_paired(board.paired, board.paired_against))
     if board.excluded:
         parts.append(f"{len(board.excluded)} target volume(s) excluded by --acquisition {board.acquisition}: "
                      + ", ".join(board.excluded))
@@ -305,6 +377,92 @@ def format_report(board: Leaderboard) -> str:
         parts.append(f"{name}: {len(files)} prediction file(s) have no target and were not evaluated: "
                      + ", ".join(files))
     return "\n\n".join(parts)
+
+
+def _slices(board: Leaderboard) -> int:
+    first = board.ranking()[0]
+    return sum(1 for r in board.slice_rows if r["method"] == first)
+
+
+def _interval(stats: dict, fmt: str, sign: str = "") -> str:
+    return f"{stats['mean']:{sign}{fmt}} [{stats['ci_low']:{sign}{fmt}}, {stats['ci_high']:{sign}{fmt}}]"
+
+
+FORMATS = {"NMSE": ".4f", "PSNR": ".2f", "SSIM": ".4f"}
+# A percentile bootstrap of a mean of very few slices is too narrow (it cannot see beyond the
+# values drawn): below this many slices the report says so.
+FEW_SLICES = 10
+
+
+def format_intervals(intervals: dict, title: str) -> str:
+    """Per method (best mean SSIM first): each metric's mean over slices with its interval."""
+    names = sorted(intervals, key=lambda n: -intervals[n]["SSIM"]["mean"])
+    width = max(len(n) for n in names) + 2
+    lines = [title, f"{'method':<{width}}" + "".join(f"{m:>26}" for m in METRICS)]
+    for n in names:
+        lines.append(f"{n:<{width}}" + "".join(f"{_interval(intervals[n][m], FORMATS[m]):>26}" for m in METRICS))
+    return "\n".join(lines)
+
+
+def format_paired(paired: dict, reference: str) -> str:
+    """Per method: mean difference to the reference [interval] and the fraction of slices won."""
+    width = max(len(n) for n in paired) + 2
+    lines = [f"paired against {reference} (method minus {reference}, same slices; an interval that excludes 0 "
+             "is a difference; won = fraction of slices where the method is better):",
+             f"{'method':<{width}}" + "".join(f"{m + ' diff':>28}{'won':>7}" for m in METRICS)]
+    for n in sorted(paired, key=lambda n: -paired[n]["SSIM"]["mean"]):
+        lines.append(f"{n:<{width}}" + "".join(f"{_interval(paired[n][m], FORMATS[m], '+'):>28}"
+                                               f"{paired[n][m]['win_fraction']:>7.2f}" for m in METRICS))
+    return "\n".join(lines)
+
+
+def interval_rows(board: Leaderboard) -> list[dict]:
+    """Flat rows for intervals.csv: source "all" first, then each source; one row per method and metric."""
+    out = []
+    for source, table in [("all", board.intervals)] + list(board.by_source.items()):
+        for name, metrics in table.items():
+            for metric, stats in metrics.items():
+                out.append({"source": source, "method": name, "metric": metric, **stats})
+    return out
+
+
+def paired_rows(board: Leaderboard) -> list[dict]:
+    return [{"reference": board.paired_against, "method": name, "metric": metric, **stats}
+            for name, metrics in board.paired.items() for metric, stats in metrics.items()]
+
+
+def paired_figure(board: Leaderboard, path: Path) -> Path:
+    """Left: each slice's SSIM, method against the reference (above the diagonal: the method wins).
+    Right: the mean SSIM difference to the reference with its 95% interval, per method."""
+    from .figures import new_figure, save_png
+
+    ref = board.paired_against
+    names = sorted(board.paired, key=lambda n: -board.paired[n]["SSIM"]["mean"])
+    key = lambda r: (r["file"], r["slice"])  # noqa: E731
+    ref_ssim = {key(r): r["SSIM"] for r in board.slice_rows if r["method"] == ref}
+    fig = new_figure(figsize=(9.0, 4.0))
+    scatter, bars = fig.subplots(1, 2)
+    for name in names:
+        rows = [r for r in board.slice_rows if r["method"] == name]
+        scatter.scatter([ref_ssim[key(r)] for r in rows], [r["SSIM"] for r in rows], s=12, label=name, alpha=0.8)
+    low, high = scatter.get_xlim()
+    lo, hi = min(low, scatter.get_ylim()[0]), max(high, scatter.get_ylim()[1])
+    scatter.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
+    scatter.set_xlabel(f"{ref} SSIM (per slice)")
+    scatter.set_ylabel("method SSIM")
+    scatter.legend(fontsize=7)
+    stats = [board.paired[n]["SSIM"] for n in names]
+    means = np.array([s["mean"] for s in stats])
+    err = np.array([[s["mean"] - s["ci_low"] for s in stats], [s["ci_high"] - s["mean"] for s in stats]])
+    bars.errorbar(means, range(len(names)), xerr=err, fmt="o", capsize=3)
+    bars.axvline(0, color="grey", lw=0.8)
+    bars.set_yticks(range(len(names)))
+    bars.set_yticklabels(names, fontsize=8)
+    bars.invert_yaxis()
+    bars.set_xlabel(f"SSIM minus {ref} (mean, 95% interval)")
+    fig.suptitle(f"paired against {ref}: {_slices(board)} slices", fontsize=10)
+    fig.tight_layout()
+    return save_png(fig, path)
 
 
 def _write_csv(path: Path, rows: list[dict], columns: Sequence[str]) -> Path:
@@ -330,6 +488,9 @@ def summary_rows(board: Leaderboard) -> list[dict]:
 SUMMARY_COLUMNS = ("acquisition", "rank", "method", "volumes") + tuple(
     c for m in METRICS for c in (m, m + "_std"))
 VOLUME_COLUMNS = ("method", "file", "acquisition", "slices", "maxval") + METRICS
+SLICE_COLUMNS = ("method", "file", "slice", "source") + METRICS
+INTERVAL_COLUMNS = ("source", "method", "metric", "mean", "ci_low", "ci_high", "n")
+PAIRED_COLUMNS = ("reference", "method", "metric", "mean", "ci_low", "ci_high", "n", "win_fraction")
 
 
 def metric_bars(board: Leaderboard, path: Path) -> Path:
@@ -390,8 +551,9 @@ def _finite(value):
 
 def write_report(board: Leaderboard, out_dir: Path, target_path: Path, prediction_paths: Sequence[Path],
                  figure_volume: Optional[str] = None) -> dict:
-    """leaderboard.csv, volumes.csv, leaderboard.json, metrics.png, slices.png in ``out_dir``,
-    each written atomically. Returns {kind: path}."""
+    """leaderboard.csv, volumes.csv, slice_metrics.csv, intervals.csv (means over
+    slices with bootstrap intervals), leaderboard.json, metrics.png, slices.png and, when paired,
+    paired.csv and paired.png in ``out_dir``, each written atomically. Returns {kind: path}."""
     from .pipeline import write_json
 
     out_dir = Path(out_dir)
@@ -402,6 +564,11 @@ def write_report(board: Leaderboard, out_dir: Path, target_path: Path, predictio
     write_json(out_dir / "leaderboard.json", _finite({**asdict(board), "ranking": board.ranking()}))
     paths["json"] = out_dir / "leaderboard.json"
     paths["metrics_png"] = metric_bars(board, out_dir / "metrics.png")
+    paths["slice_metrics_csv"] = _write_csv(out_dir / "slice_metrics.csv", board.slice_rows, SLICE_COLUMNS)
+    paths["intervals_csv"] = _write_csv(out_dir / "intervals.csv", interval_rows(board), INTERVAL_COLUMNS)
+    if board.paired:
+        paths["paired_csv"] = _write_csv(out_dir / "paired.csv", paired_rows(board), PAIRED_COLUMNS)
+        paths["paired_png"] = paired_figure(board, out_dir / "paired.png")
     paths["slices_png"] = slice_figure(board, target_path, prediction_paths, out_dir / "slices.png", figure_volume)
     return paths
 
@@ -426,6 +593,10 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None,
                    help="report directory: leaderboard.csv, volumes.csv, leaderboard.json, metrics.png, slices.png")
     p.add_argument("--figure-volume", default=None, help="volume (file name) shown in slices.png; default: the first")
+    p.add_argument("--paired-against", default=None, metavar="METHOD",
+                   help="compare every method with METHOD (a prediction directory's name) slice by slice: mean "
+                        "difference with a 95%% bootstrap interval and the fraction of slices won (paired.csv, "
+                        "paired.png)")
     return p
 
 
@@ -437,7 +608,7 @@ def cmd_evaluate(args) -> int:
         check_output_dir(args.out)  # before any work
     board = evaluate_predictions(args.target_path, args.predictions_path, args.challenge,
                                  acquisition=args.acquisition, maxval=args.maxval,
-                                 log=lambda m: print(m, file=sys.stderr))
+                                 log=lambda m: print(m, file=sys.stderr), paired_against=args.paired_against)
     if args.figure_volume is not None and args.figure_volume not in {r["file"] for r in board.rows}:
         raise InputError("--figure-volume", f"{args.figure_volume!r} is not an evaluated volume")
     print(format_report(board))

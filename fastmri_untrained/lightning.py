@@ -47,8 +47,8 @@ from .evaluate import METRICS, VolumeTable
 from .fit import FitConfig, Fitter, FitResult, validation_every
 from .mri import MRISample, sample_from_varnet
 from .pipeline import (MaskSpec, VolumeAssembler, check_output_dir, finished_rows, for_slice, h5_files,
-                       holdout_score, make_reconstructor, save_volume, volume_row, write_reports)
-from .recon import UNTRAINED_METHODS, MRIProblem, UntrainedConfig, holdout_validation
+                       holdout_score, make_reconstructor, save_volume, slice_seed, volume_row, write_reports)
+from .recon import UNTRAINED_METHODS, MRIProblem, UntrainedConfig, UntrainedReconstructor, holdout_validation
 
 # The per-volume values gathered from all processes (besides the file name and method).
 TABLE_COLUMNS = ("seconds", *METRICS, "holdout_nmse")
@@ -178,6 +178,7 @@ class ReconConfig:
         that an earlier, interrupted run already wrote to ``out_dir`` (resume).
     output_formats: besides the fastMRI h5 (always written: resume, metrics and ``evaluate``
         read it), "nifti" and/or "dicom" files per volume (:mod:`export`).
+    save_uncertainty: un-trained ensembles: also write the members' per-pixel standard deviation.
     """
 
     method: str = "conv-decoder"
@@ -192,6 +193,7 @@ class ReconConfig:
     show_progress: bool = False
     data_path: Optional[Path] = None
     output_formats: tuple[str, ...] = ("fastmri",)
+    save_uncertainty: bool = False  # also write the ensemble's per-pixel std (pipeline.UNCERTAINTY_KEY)
 
 
 class SliceReconstructionModule(pl.LightningModule):
@@ -242,6 +244,11 @@ class SliceReconstructionModule(pl.LightningModule):
         self._table = VolumeTable(sorted(sizes), TABLE_COLUMNS).to(self.device)
         self._images_logged = 0
         self._recon = self._reconstructor_for(self.device)
+        self._waiting: list[MRISample] = []  # slices held for a batched fit (config batch > 1)
+        batch = getattr(getattr(self._recon, "config", None), "batch", 1)
+        if batch > 1 and sizes and batch > max(sizes.values()):
+            warnings.warn(f"batch of {batch} slices: the largest volume has {max(sizes.values())}; "
+                          f"each volume is fitted in one pass", UserWarning)
         if self.config.out_dir is not None:
             check_output_dir(self.config.out_dir)
         # trainer.log_dir broadcasts from rank 0: every process asks at the same point.
@@ -254,50 +261,76 @@ class SliceReconstructionModule(pl.LightningModule):
         self._start(self.trainer.predict_dataloaders)
 
     # -- steps --------------------------------------------------------------------------------
-    def reconstruct(self, batch) -> tuple[MRISample, np.ndarray]:
-        """Reconstruct one slice (a fastMRI ``VarNetSample``); returns (sample, image)."""
+    def reconstruct(self, batch) -> list[tuple[MRISample, np.ndarray]]:
+        """Take one slice (a fastMRI ``VarNetSample``); returns the (sample, image) pairs finished
+        now: this slice, or -- when an un-trained configuration has ``batch = K > 1`` -- nothing
+        until K slices of its volume (or the volume's last) are waiting, then all of them, fitted
+        in one pass (:meth:`recon.UntrainedReconstructor.reconstruct_volume`)."""
         # Lightning runs test/predict under inference mode; the fit needs autograd, and tensors
         # made in inference mode cannot be saved for backward, so the sample is cloned out of it.
+        sample = sample_from_varnet(batch, self.config.challenge)
+        with torch.inference_mode(False):
+            sample = sample._replace(kspace=sample.kspace.clone(), mask=sample.mask.clone())
+        batch_size = getattr(getattr(self._recon, "config", None), "batch", 1)
+        if not isinstance(self._recon, UntrainedReconstructor) or batch_size == 1:
+            return self._reconstruct([sample])
+        self._waiting.append(sample)
+        fname = Path(sample.fname).name
+        if len(self._waiting) < batch_size and len(self._waiting) < self._volumes.missing(fname):
+            return []
+        waiting, self._waiting = self._waiting, []
+        return self._reconstruct(waiting)
+
+    def _reconstruct(self, samples: list[MRISample]) -> list[tuple[MRISample, np.ndarray]]:
         start = time.perf_counter()
         with torch.inference_mode(False), torch.enable_grad():
-            sample = sample_from_varnet(batch, self.config.challenge)
-            sample = sample._replace(kspace=sample.kspace.clone(), mask=sample.mask.clone())
             # The engine autocasts the network itself (MIXED_PRECISION); Lightning's autocast
             # around the step would also cast the complex forward model.
             with torch.autocast(device_type=self.device.type, enabled=False):
-                rec = for_slice(self._recon, sample)
-                image = rec(sample).image
-                holdout = None
+                if len(samples) == 1:
+                    rec = for_slice(self._recon, samples[0])
+                    results = [rec(samples[0])]
+                else:
+                    seeds = [slice_seed(self._recon.config.seed, s.fname, s.slice_num) for s in samples]
+                    results = self._recon.reconstruct_volume(samples, seeds)
+                holdout = [None] * len(samples)
                 if self.config.report_holdout:
-                    holdout = holdout_score(rec, sample, self.config.report_holdout, self.config.seed)
-        self._add_slice(sample, image, holdout, time.perf_counter() - start)
-        return sample, image
+                    holdout = [holdout_score(for_slice(self._recon, s), s, self.config.report_holdout,
+                                             self.config.seed) for s in samples]
+        seconds = (time.perf_counter() - start) / len(samples)
+        for sample, result, score in zip(samples, results, holdout):
+            self._add_slice(sample, result.image, score, seconds, result.info.get("image_std"))
+        return [(sample, result.image) for sample, result in zip(samples, results)]
 
-    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> Optional[dict]:
+    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> Optional[list[dict]]:
         if batch is None:  # WholeVolumeSampler's padding: this process has no volume
             return None
-        sample, image = self.reconstruct(batch)
-        return {"fname": sample.fname, "slice_num": sample.slice_num, "image": image}
+        return [{"fname": sample.fname, "slice_num": sample.slice_num, "image": image}
+                for sample, image in self.reconstruct(batch)] or None
 
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         if batch is not None:
             self.reconstruct(batch)
 
     # -- volumes ------------------------------------------------------------------------------
-    def _add_slice(self, sample: MRISample, image: np.ndarray, holdout: Optional[float], seconds: float):
+    def _add_slice(self, sample: MRISample, image: np.ndarray, holdout: Optional[float], seconds: float,
+                   std: Optional[np.ndarray] = None):
         fname = Path(sample.fname).name
         self._seconds[fname] = self._seconds.get(fname, 0.0) + seconds
         # Keep the target etc. (for metrics) but not the k-space.
-        volume = self._volumes.add(fname, sample.slice_num, (sample._replace(kspace=None, mask=None), image, holdout))
+        item = (sample._replace(kspace=None, mask=None), image, holdout, std)
+        volume = self._volumes.add(fname, sample.slice_num, item)
         if volume is not None:
             self._finish_volume(fname, volume)
 
     def _finish_volume(self, fname: str, slices: list):
-        samples = [sample for sample, _, _ in slices]
-        volume = np.stack([image for _, image, _ in slices])
-        holdout = [h for _, _, h in slices if h is not None]
+        samples = [sample for sample, _, _, _ in slices]
+        volume = np.stack([image for _, image, _, _ in slices])
+        holdout = [h for _, _, h, _ in slices if h is not None]
+        std = np.stack([s for _, _, _, s in slices]) if self.config.save_uncertainty else None
         if self.config.out_dir is not None:
-            save_volume(Path(self.config.out_dir), fname, volume, self.config.output_formats, self._sources.get(fname))
+            save_volume(Path(self.config.out_dir), fname, volume, self.config.output_formats, self._sources.get(fname),
+                        std=std)
         row = volume_row(fname, self.config.method, volume, samples, self._seconds.pop(fname), holdout)
         self._table.update(row)
         if samples[0].target is not None and self._images_logged < self.config.log_images:
@@ -440,6 +473,7 @@ def reconstruct_dataset(data_path: Path | str, out_dir: Path | str, method: str 
                         seed: int = 0, *, lamda: Optional[float] = None, trainer: Optional[dict] = None,
                         output_formats: Sequence[str] = ("fastmri",), resume: bool = True,
                         log_dir: Optional[Path] = None, log_images: int = 1, progress: bool = True,
+                        save_uncertainty: bool = False,
                         log: Callable[[str], None] = print) -> Optional[list[dict]]:
     """Reconstruct every fastMRI h5 file of ``data_path`` into ``out_dir``: the one driver of
     every dataset-level run (``reconstruct``, ``demo``, the leaderboard, the Python API), through
@@ -466,6 +500,8 @@ def reconstruct_dataset(data_path: Path | str, out_dir: Path | str, method: str 
             ``strategy``, ``precision``; :func:`check_trainer_args`); default: CPU, one process.
         output_formats: besides "fastmri" (always written), "nifti" and/or "dicom".
         resume: skip volumes already in ``out_dir`` (False: reconstruct and overwrite them).
+        save_uncertainty: un-trained ensembles (``ensemble >= 2``): also store the members'
+            per-pixel standard deviation as ``reconstruction_std`` in each output h5.
 
     Returns:
         On the global-zero process, one dict per finished volume of ``data_path`` (file, method,
@@ -476,7 +512,7 @@ def reconstruct_dataset(data_path: Path | str, out_dir: Path | str, method: str 
     from pytorch_lightning.utilities import rank_zero_only
 
     from .data.readers import validate_fastmri_file
-    from .pipeline import check_inputs
+    from .pipeline import check_inputs, check_uncertainty
     from .recon import UntrainedReconstructor
 
     rank0 = rank_zero_only.rank == 0
@@ -492,6 +528,8 @@ def reconstruct_dataset(data_path: Path | str, out_dir: Path | str, method: str 
     untrained = None
     if isinstance(reconstructor, UntrainedReconstructor):
         untrained, reconstructor = reconstructor.config, None
+    if save_uncertainty:
+        check_uncertainty(method, untrained)
     check_inputs(infos, mask, method, untrained, log=log)
     formats = tuple(dict.fromkeys(["fastmri", *output_formats]))
     pending = []
@@ -512,7 +550,7 @@ def reconstruct_dataset(data_path: Path | str, out_dir: Path | str, method: str 
         return rows
     config = ReconConfig(method=method, untrained=untrained, lamda=lamda, out_dir=out, challenge=challenge,
                          report_holdout=report_holdout, seed=seed, log_images=log_images, show_progress=progress,
-                         data_path=data_path, output_formats=formats)
+                         data_path=data_path, output_formats=formats, save_uncertainty=save_uncertainty)
     module = SliceReconstructionModule(config, reconstructor=reconstructor)
     data = FastMRIDataModule(DataConfig(data_path, challenge, mask, files=pending))
     runner = pl.Trainer(**targs, logger=default_loggers(Path(log_dir) if log_dir else out / "logs"),

@@ -132,6 +132,15 @@ def make_reconstructor(method: str, lamda: Optional[float] = None, untrained: Op
     raise InputError("method", f"unknown method {method!r}; choose from {', '.join(METHODS)}")
 
 
+def check_uncertainty(method: str, untrained: Optional[UntrainedConfig]) -> None:
+    """An uncertainty map is the spread of an ensemble: refused (by name) for anything else."""
+    if method not in UNTRAINED_METHODS:
+        raise InputError("save_uncertainty", f"needs an ensemble of un-trained fits; {method} is not un-trained")
+    ensemble = (untrained or UntrainedConfig(method=method)).ensemble
+    if ensemble < 2:
+        raise InputError("save_uncertainty", f"needs an ensemble of 2 or more fits (ensemble), {method} has {ensemble}")
+
+
 def slice_seed(seed: int, fname: str, slice_num: int) -> int:
     """The seed of one slice's fit, derived from (seed, volume name, slice index).
 
@@ -151,7 +160,7 @@ def for_slice(reconstructor, sample: MRISample):
     seed = slice_seed(cfg.seed, sample.fname, sample.slice_num)
     fit_cfg = dataclasses.replace(cfg.fit_config(), seed=seed)
     return UntrainedReconstructor(dataclasses.replace(cfg, seed=seed, fit=fit_cfg),
-                                  show_progress=reconstructor.show_progress)
+                                  show_progress=reconstructor.show_progress, warm_starts=reconstructor.warm_starts)
 
 
 def volume_row(fname: str, method: str, volume: np.ndarray, samples: list[MRISample], seconds: float,
@@ -273,22 +282,41 @@ class VolumeAssembler:
         self.finished.add(fname)
         return [slices[k] for k in sorted(slices)]
 
+    def missing(self, fname: str) -> int:
+        """Slices of ``fname`` not added yet."""
+        return self.expected.get(fname, 0) - len(self.pending.get(fname, {})) if fname not in self.finished else 0
+
     @property
     def incomplete(self) -> list[str]:
         return sorted(self.pending)
 
 
+#: The h5 dataset of an ensemble's per-pixel standard deviation, beside fastMRI's ``reconstruction``.
+UNCERTAINTY_KEY = "reconstruction_std"
+
+
+def _check_finite(fname: str, what: str, array: np.ndarray) -> None:
+    if array.size == 0 or not np.isfinite(array).all():
+        raise RuntimeError(f"{fname}: the {what} has {array.size - int(np.isfinite(array).sum())} "
+                           f"non-finite values of {array.size}; not written")
+
+
 def save_volume(out_dir: Path, fname: str, volume: np.ndarray, formats: Sequence[str] = ("fastmri",),
-                source: Optional[Path] = None) -> Path:
+                source: Optional[Path] = None, std: Optional[np.ndarray] = None) -> Path:
     """fastmri.save_reconstructions into a temporary directory, then an atomic rename.
     A volume with NaN or inf values is refused (RuntimeError), never written. ``formats`` may add
     NIfTI / DICOM files (:mod:`export`, geometry from the ``source`` data file); they are written
-    first, so the h5 -- what resume, metrics and ``evaluate`` read -- marks a finished volume."""
+    first, so the h5 -- what resume, metrics and ``evaluate`` read -- marks a finished volume.
+    ``std`` (the shape of ``volume``): an ensemble's per-pixel standard deviation, stored as
+    :data:`UNCERTAINTY_KEY` in the same h5 (fastMRI's readers read ``reconstruction`` only)."""
     out_dir = Path(out_dir)
     volume = np.asarray(volume, dtype=np.float32)
-    if volume.size == 0 or not np.isfinite(volume).all():
-        raise RuntimeError(f"{fname}: the reconstruction has {volume.size - int(np.isfinite(volume).sum())} "
-                           f"non-finite values of {volume.size}; not written")
+    _check_finite(fname, "reconstruction", volume)
+    if std is not None:
+        std = np.asarray(std, dtype=np.float32)
+        if std.shape != volume.shape:
+            raise ValueError(f"std has shape {std.shape}, the volume {volume.shape}")
+        _check_finite(fname, "uncertainty map", std)
     if set(formats) - {"fastmri"}:
         from .export import write_viewer_formats
 
@@ -296,6 +324,9 @@ def save_volume(out_dir: Path, fname: str, volume: np.ndarray, formats: Sequence
     tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=out_dir))
     try:
         fastmri.save_reconstructions({fname: volume.astype(np.float32)}, tmp)
+        if std is not None:
+            with h5py.File(tmp / fname, "a") as hf:
+                hf.create_dataset(UNCERTAINTY_KEY, data=std)
         os.replace(tmp / fname, out_dir / fname)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -353,8 +384,9 @@ def kspace_file_sample(path: Path) -> MRISample:
 
 def reconstruct_kspace_file(path: Path, out_dir: Path, method: str, reconstructor=None,
                             report_holdout: Optional[float] = None, seed: int = 0,
-                            output_formats: Sequence[str] = ("fastmri",)) -> dict:
-    """Reconstruct real k-space from a BART .cfl/.hdr or .npy (coils, H, W) file (no metrics)."""
+                            output_formats: Sequence[str] = ("fastmri",), save_uncertainty: bool = False) -> dict:
+    """Reconstruct real k-space from a BART .cfl/.hdr or .npy (coils, H, W) file (no metrics);
+    ``save_uncertainty``: also store the ensemble's standard deviation (:func:`check_uncertainty`)."""
     if "dicom" in output_formats:  # no header: no recon matrix (target size), no pixel spacing
         raise InputError("output_formats", f"dicom needs a target size and geometry from a header; {Path(path).name} "
                                             "is raw k-space without one (use nifti, written with 1 mm voxels)")
@@ -363,10 +395,13 @@ def reconstruct_kspace_file(path: Path, out_dir: Path, method: str, reconstructo
     if sample.kspace.shape[0] > 1 and needs_espirit(method, getattr(reconstructor, "config", None)):
         check_calibration(calibration_width(sample.mask), path)
     reconstructor = reconstructor or make_reconstructor(method)
+    if save_uncertainty:
+        check_uncertainty(method, getattr(reconstructor, "config", None))
     start = time.perf_counter()
-    image = reconstructor(sample).image
+    result = reconstructor(sample)
     fname = Path(path).stem + ".h5"
-    save_volume(out_dir, fname, image[None], output_formats, source=Path(path))
+    std = result.info["image_std"][None] if save_uncertainty else None
+    save_volume(out_dir, fname, result.image[None], output_formats, source=Path(path), std=std)
     row = {"file": fname, "method": method, "seconds": time.perf_counter() - start}
     if report_holdout:
         row["holdout_nmse"] = holdout_score(reconstructor, sample, report_holdout, seed)

@@ -9,7 +9,13 @@ channels (coil-image model) or 2 channels (SENSE model with ESPIRiT maps) -> the
 engine (:func:`fit.fit`) on ||M F (...) - y||^2 -> data consistency (measured k-space put back)
 -> coil combination (RSS) -> centre crop to the fastMRI target size. With ``ensemble = K`` the
 network is fitted K times from seeds ``seed, seed+1, ...`` and the outputs are averaged before
-data consistency (the deep decoder's default, see ``DEFAULT_ENSEMBLE``).
+data consistency (the deep decoder's default, see ``DEFAULT_ENSEMBLE``); the members' per-pixel
+standard deviation is kept as an uncertainty map (``Reconstruction.info["image_std"]``).
+
+With ``warm_start = N > 0`` a slice whose neighbour (``slice_num - 1`` of the same volume) was
+fitted by the same reconstructor starts from that neighbour's fitted weights (and fixed input)
+and is fitted for N iterations instead of the full budget: neighbouring slices look alike, so
+most of a from-scratch fit is spent reaching what the neighbour already found.
 """
 
 from __future__ import annotations
@@ -17,14 +23,14 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
 from .baselines import sense_maps_for
 from .edges import channels_to_complex
-from .fit import EarlyStopConfig, FitConfig, FitResult, fit
+from .fit import EarlyStopConfig, FitConfig, FitResult, fit, fit_batched
 from .mri import (MRISample, Reconstruction, data_consistency, holdout_split, kspace_nmse, reduced_problem,
                   rss_image, to_target)
 from .nets import build_net
@@ -83,6 +89,11 @@ class UntrainedConfig:
     holdout_fraction: float = 0.1
     holdout_patience: int = 200
     refit_on_all: bool = True  # after holdout stopping, refit on all samples for as many steps
+    # Iterations of a slice started from its fitted neighbour's weights (0: every slice from scratch).
+    warm_start: int = 0
+    # Fits stepped together in one pass (fit.BatchedFitter): the ensemble members of a slice and,
+    # for a volume (reconstruct_volume), its slices. 1: one fit after another (faster on CPU).
+    batch: int = 1
     data_consistency: bool = True
     reduce_readout: bool = True
     device: str = "cpu"
@@ -98,6 +109,9 @@ class UntrainedConfig:
         if self.ensemble is None:
             self.ensemble = DEFAULT_ENSEMBLE[self.method]
         check_positive_int("ensemble", self.ensemble)
+        if not (isinstance(self.warm_start, int) and self.warm_start >= 0):
+            raise ValueError(f"warm_start must be an integer >= 0 (iterations; 0 = off), got {self.warm_start!r}")
+        check_positive_int("batch", self.batch)
         if self.early_stop not in ("none", "holdout"):
             raise ValueError(f"early_stop must be 'none' or 'holdout', got {self.early_stop!r}")
 
@@ -153,6 +167,12 @@ class MRIProblem:
         x = self.to_operator_input(output)
         return Sense(self.maps, torch.ones_like(self.mask)).expand(x) if self.use_sense else x
 
+    def net_key(self) -> tuple:
+        """What a network's weights fit: method, output channels and size, network config (warm
+        starts pass weights between slices with equal keys only)."""
+        cfg = self.config
+        return (cfg.method, self.out_channels, self.out_size, tuple(sorted(cfg.net_overrides(self.out_size).items())))
+
     def build_net(self, seed: Optional[int] = None):
         seed = self.config.seed if seed is None else seed
         return build_net(self.config.method, self.out_channels, self.out_size, seed=seed,
@@ -170,20 +190,61 @@ class MRIProblem:
         return to_target(image, self.sample.target_size), predicted
 
 
-class UntrainedReconstructor:
-    """Callable ``(MRISample) -> Reconstruction`` fitting an un-trained network per slice."""
+class WarmStarts:
+    """The fitted weights of the last slices of one volume, for warm starts of their neighbours.
 
-    def __init__(self, config: Optional[UntrainedConfig] = None, show_progress: bool = True):
+    Holds one volume at a time (a volume's slices arrive in order on one process; a new volume
+    clears the store) and its last two slices: when slice s is also reconstructed a second time
+    (the held-out score refits it on fewer samples) it still finds slice s-1. The first fit of a
+    slice is the one kept, so what initialises slice s+1 never depends on such extra fits.
+    """
+
+    def __init__(self):
+        self.volume: Optional[str] = None
+        self.slices: dict[int, tuple] = {}  # slice_num -> (shape key, [state_dict per ensemble member])
+
+    def get(self, sample: MRISample, key: tuple) -> Optional[list]:
+        """The states fitted on ``sample``'s neighbour (``slice_num - 1``), or None."""
+        if self.volume != sample.fname or sample.slice_num - 1 not in self.slices:
+            return None
+        neighbour_key, states = self.slices[sample.slice_num - 1]
+        if neighbour_key != key:
+            warnings.warn(f"{sample.fname}:{sample.slice_num}: the network of slice {sample.slice_num - 1} has "
+                          f"another shape ({neighbour_key} vs {key}); fitting from scratch", UserWarning)
+            return None
+        return states
+
+    def put(self, sample: MRISample, key: tuple, nets: list) -> None:
+        if self.volume != sample.fname:
+            self.volume, self.slices = sample.fname, {}
+        if sample.slice_num in self.slices:
+            return
+        self.slices[sample.slice_num] = (key, [{k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+                                               for net in nets])
+        for old in sorted(self.slices)[:-2]:
+            del self.slices[old]
+
+
+class UntrainedReconstructor:
+    """Callable ``(MRISample) -> Reconstruction`` fitting an un-trained network per slice.
+
+    ``warm_starts`` is shared by the per-slice copies a driver makes (:func:`pipeline.for_slice`)
+    so that ``config.warm_start`` can pass weights from one slice to the next."""
+
+    def __init__(self, config: Optional[UntrainedConfig] = None, show_progress: bool = True,
+                 warm_starts: Optional[WarmStarts] = None):
         self.config = config or UntrainedConfig()
         self.show_progress = show_progress
         self.last_fit: Optional[FitResult] = None
+        self.warm_starts = warm_starts if warm_starts is not None else WarmStarts()
 
     @property
     def name(self) -> str:
         return self.config.method
 
-    def __call__(self, sample: MRISample, monitor=None) -> Reconstruction:
-        """Fit (``config.ensemble`` times, averaging the outputs) and finish one slice.
+    def __call__(self, sample: MRISample | Sequence[MRISample], monitor=None):
+        """Fit (``config.ensemble`` times, averaging the outputs) and finish one slice; a list of
+        slices (a volume) is :meth:`reconstruct_volume`'s and returns a list.
 
         Args:
             sample: complex64 k-space (C, H, W), zeros where unsampled, and its mask.
@@ -196,50 +257,175 @@ class UntrainedReconstructor:
             magnitude, as fastMRI's target); ``kspace`` the predicted complex64 coil k-space
             (C, rows, W) on the fitted grid; ``info`` the fit's iterations, stop reason, seconds.
         """
+        if not isinstance(sample, MRISample):  # a volume: a list of slices
+            return self.reconstruct_volume(sample)
         cfg = self.config
+        if self._batched() and cfg.ensemble > 1 and monitor is None:
+            return self._fit_together([sample], [cfg.seed])[0]
         problem = MRIProblem(sample, cfg)
         fit_cfg = dataclasses.replace(cfg.fit_config(), show_progress=self.show_progress)
+        key = problem.net_key()
+        warm = self.warm_starts.get(sample, key) if cfg.warm_start > 0 else None
+        if warm is not None:
+            fit_cfg = dataclasses.replace(fit_cfg, iterations=cfg.warm_start)
         track = None if monitor is None else (lambda out: monitor(problem.finish(out)[0]))
-        info = {"grid_rows": problem.rows, "ensemble": cfg.ensemble}
-        outputs, seconds = [], 0.0
+        info = {"grid_rows": problem.rows, "ensemble": cfg.ensemble, "warm_start": warm is not None}
+        outputs, nets, seconds = [], [], 0.0
         for member in range(cfg.ensemble):
             desc = f"{cfg.method} {sample.fname}:{sample.slice_num}"
             if cfg.ensemble > 1:
                 desc += f" [{member + 1}/{cfg.ensemble}]"
             member_fit = dataclasses.replace(fit_cfg, seed=fit_cfg.seed + member)
-            result, holdout_info = self._fit_one(problem, cfg.seed + member, member_fit,
-                                                 track if member == 0 else None, desc)
+            result, holdout_info, net = self._fit_one(problem, cfg.seed + member, member_fit,
+                                                      track if member == 0 else None, desc,
+                                                      None if warm is None else warm[member])
             info.update(holdout_info)
             outputs.append(result.output)
+            nets.append(net)
             seconds += result.seconds
             if member == 0:
                 self.last_fit = result
-        # The mean of the network outputs: linear in the coil images (or the SENSE image).
-        output = outputs[0] if len(outputs) == 1 else torch.stack(outputs).mean(dim=0)
-        image, predicted = problem.finish(output)
+        if cfg.warm_start > 0:
+            self.warm_starts.put(sample, key, nets)
         info.update(iterations=result.iterations, returned_iteration=result.returned_iteration,
                     stop_reason=result.stop_reason, seconds=seconds)
-        return Reconstruction(image, predicted, info)
+        return finish_members(problem, outputs, info)
 
-    def _fit_one(self, problem: MRIProblem, seed: int, fit_cfg: FitConfig, track, desc: str
-                 ) -> tuple[FitResult, dict]:
-        """One fit from ``seed``: on all samples, or with held-out early stopping (and refit).
-        Returns the result and, for held-out stopping, where it stopped (else ``{}``)."""
+    def _batched(self) -> bool:
+        # Held-out early stopping refits each member for its own number of steps: one at a time.
+        return self.config.batch > 1 and self.config.early_stop == "none"
+
+    def reconstruct_volume(self, samples: Sequence[MRISample], seeds: Optional[Sequence[int]] = None
+                           ) -> list[Reconstruction]:
+        """Reconstruct the slices of one volume, in order; ``seeds`` (one per slice; default
+        ``config.seed``) seed each slice's fits, as :func:`pipeline.for_slice` does.
+
+        With ``config.batch = K > 1`` runs of up to K consecutive slices of one shape are fitted
+        in one pass (:func:`fit.fit_batched`, every ensemble member of each slice included); a
+        slice of another shape starts a new run, nothing is broadcast. Each fit equals its fit
+        alone (tests/test_fit.py) except for warm starts: the slices of a run all start from the
+        slice before the run (they cannot start from each other). With ``batch = 1`` or held-out
+        early stopping the slices are fitted one after another (:meth:`__call__`).
+        """
         cfg = self.config
+        seeds = [cfg.seed] * len(samples) if seeds is None else list(seeds)
+        if len(seeds) != len(samples):
+            raise ValueError(f"seeds: one per sample, got {len(seeds)} for {len(samples)} samples")
+        if not self._batched():
+            out = []
+            for sample, seed in zip(samples, seeds):
+                config = dataclasses.replace(cfg, seed=seed, fit=dataclasses.replace(cfg.fit_config(), seed=seed))
+                out.append(UntrainedReconstructor(config, self.show_progress, self.warm_starts)(sample))
+            return out
+        out, start = [], 0
+        while start < len(samples):
+            shape = _shape(samples[start])
+            stop = start + 1
+            while stop < len(samples) and stop - start < cfg.batch and _shape(samples[stop]) == shape:
+                stop += 1
+            out += self._fit_fitting_memory(samples[start:stop], seeds[start:stop])
+            start = stop
+        return out
+
+    def _fit_fitting_memory(self, samples: Sequence[MRISample], seeds: Sequence[int]) -> list[Reconstruction]:
+        """:meth:`_fit_together`, halving the run while the device runs out of memory (one line
+        each time; a single slice that does not fit raises, as it would alone)."""
+        try:
+            return self._fit_together(samples, seeds)
+        except torch.OutOfMemoryError:
+            if len(samples) == 1:
+                raise
+            half = len(samples) // 2
+            warnings.warn(f"{self.config.method}: {len(samples)} slices in one pass ran out of device memory; "
+                          f"fitting {half} and {len(samples) - half}", RuntimeWarning)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            return (self._fit_fitting_memory(samples[:half], seeds[:half])
+                    + self._fit_fitting_memory(samples[half:], seeds[half:]))
+
+    def _fit_together(self, samples: Sequence[MRISample], seeds: Sequence[int]) -> list[Reconstruction]:
+        """The slices ``samples`` (one shape), every ensemble member of each, fitted in one pass."""
+        cfg = self.config
+        problems = [MRIProblem(sample, cfg) for sample in samples]
+        key = problems[0].net_key()
+        fit_cfg = dataclasses.replace(cfg.fit_config(), show_progress=self.show_progress)
+        warm = self.warm_starts.get(samples[0], key) if cfg.warm_start > 0 else None
+        if warm is not None:
+            fit_cfg = dataclasses.replace(fit_cfg, iterations=cfg.warm_start)
+        nets, forward_models, measurements, configs, descriptions = [], [], [], [], []
+        for sample, problem, seed in zip(samples, problems, seeds):
+            for member in range(cfg.ensemble):
+                net = problem.build_net(seed + member)
+                if warm is not None:
+                    net.load_state_dict(warm[member])
+                nets.append(net)
+                forward_models.append(problem.forward_model(problem.mask))
+                measurements.append(problem.kspace)
+                configs.append(dataclasses.replace(fit_cfg, seed=seed + member))
+                descriptions.append(f"{cfg.method} {sample.fname}:{sample.slice_num} [{member + 1}/{cfg.ensemble}]")
+        results = fit_batched(nets, forward_models, measurements, configs, descriptions=descriptions,
+                              description=f"{cfg.method} {samples[0].fname}:{samples[0].slice_num}-"
+                                          f"{samples[-1].slice_num}")
+        if cfg.warm_start > 0:
+            self.warm_starts.put(samples[-1], key, nets[-cfg.ensemble:])
+        out = []
+        for i, problem in enumerate(problems):
+            members = results[i * cfg.ensemble:(i + 1) * cfg.ensemble]
+            self.last_fit = members[0]
+            info = {"grid_rows": problem.rows, "ensemble": cfg.ensemble, "warm_start": warm is not None,
+                    "batched": len(nets), "iterations": members[-1].iterations,
+                    "returned_iteration": members[-1].returned_iteration, "stop_reason": members[-1].stop_reason,
+                    "seconds": max(r.seconds for r in members)}
+            out.append(finish_members(problem, [r.output for r in members], info))
+        return out
+
+    def _fit_one(self, problem: MRIProblem, seed: int, fit_cfg: FitConfig, track, desc: str,
+                 init: Optional[dict] = None) -> tuple[FitResult, dict, torch.nn.Module]:
+        """One fit from ``seed`` (or from the weights ``init``): on all samples, or with held-out
+        early stopping (and refit). Returns the result, where held-out stopping stopped (else
+        ``{}``) and the fitted network."""
+        cfg = self.config
+
+        def network():
+            net = problem.build_net(seed)
+            if init is not None:
+                net.load_state_dict(init)
+            return net
+
         if cfg.early_stop != "holdout":
-            return fit(problem.build_net(seed), problem.forward_model(problem.mask), problem.kspace, fit_cfg,
-                       monitor=track, description=desc), {}
+            net = network()
+            return fit(net, problem.forward_model(problem.mask), problem.kspace, fit_cfg,
+                       monitor=track, description=desc), {}, net
         fit_mask, validation = holdout_validation(problem, cfg.holdout_fraction, seed)
         es_cfg = dataclasses.replace(fit_cfg, early_stop=EarlyStopConfig(patience=cfg.holdout_patience))
-        result = fit(problem.build_net(seed), problem.forward_model(fit_mask), problem.kspace * fit_mask, es_cfg,
+        net = network()
+        result = fit(net, problem.forward_model(fit_mask), problem.kspace * fit_mask, es_cfg,
                      validation=validation, description=desc + " (holdout)")
         holdout_info = dict(holdout_stop_iteration=result.returned_iteration, holdout_stop_reason=result.stop_reason,
                             holdout_history=result.history)
         if cfg.refit_on_all and result.returned_iteration > 0:
             refit_cfg = dataclasses.replace(fit_cfg, iterations=result.returned_iteration)
-            result = fit(problem.build_net(seed), problem.forward_model(problem.mask), problem.kspace, refit_cfg,
+            net = network()
+            result = fit(net, problem.forward_model(problem.mask), problem.kspace, refit_cfg,
                          monitor=track, description=desc)
-        return result, holdout_info
+        return result, holdout_info, net
+
+
+def _shape(sample: MRISample) -> tuple:
+    return tuple(sample.kspace.shape), tuple(sample.mask.shape), tuple(sample.target_size), sample.challenge
+
+
+def finish_members(problem: MRIProblem, outputs: list[torch.Tensor], info: dict) -> Reconstruction:
+    """The reconstruction of one slice from its ensemble members' network outputs: their mean
+    (linear in the coil images or the SENSE image) finished by :meth:`MRIProblem.finish`; with 2
+    or more members their finished images' per-pixel standard deviation (ddof=1) is the
+    uncertainty map ``info["image_std"]``."""
+    output = outputs[0] if len(outputs) == 1 else torch.stack(outputs).mean(dim=0)
+    image, predicted = problem.finish(output)
+    if len(outputs) > 1:
+        members = np.stack([problem.finish(out)[0] for out in outputs])
+        info["image_std"] = members.std(axis=0, ddof=1).astype(np.float32)
+    return Reconstruction(image, predicted, info)
 
 
 def holdout_validation(problem: MRIProblem, fraction: float, seed: int):

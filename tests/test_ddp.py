@@ -1,4 +1,5 @@
-"""A real 2-process CPU DDP run (Lightning Trainer, gloo) writes the same files as 1 process."""
+"""A real 2-process CPU DDP run (Lightning Trainer, gloo) writes the same files as 1 process
+(with warm starts across the slices of a volume and the ensemble's uncertainty map)."""
 
 import json
 import os
@@ -6,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from fastmri_untrained.data.simulate import simulate_dataset
@@ -13,7 +15,7 @@ from fastmri_untrained.pipeline import read_reconstruction
 
 ARGS = ["--method", "deep-decoder", "--iterations", "5", "--channels", "8", "--layers", "3",
         "--mask-type", "equispaced_fraction", "--accelerations", "4", "--center-fractions", "0.16",
-        "--device", "cpu", "--no-progress"]
+        "--device", "cpu", "--no-progress", "--warm-start", "2", "--save-uncertainty"]
 
 
 def reconstruct(data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -44,6 +46,8 @@ def test_two_process_ddp_writes_identical_files_to_one_process(tmp_path):
         a, b = read_reconstruction(one / name), read_reconstruction(two / name)
         assert a.shape == (2, 48, 48) and np.isfinite(a).all()
         np.testing.assert_array_equal(a, b)  # bit-identical
+        with h5py.File(one / name, "r") as f1, h5py.File(two / name, "r") as f2:
+            np.testing.assert_array_equal(f1["reconstruction_std"][()], f2["reconstruction_std"][()])
     # Metrics gathered from both ranks: every volume once, equal to the 1-process values.
     rows1 = json.loads((one / "metrics.json").read_text())["rows"]
     rows2 = json.loads((two / "metrics.json").read_text())["rows"]

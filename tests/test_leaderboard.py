@@ -135,8 +135,9 @@ def test_cli_subcommand_prints_ranked_table_and_writes_report(data, tmp_path, ca
     assert "good" in lines[first] and "bad" in lines[first + 1]
     assert "acquisition AXT2:" in printed and "±" in printed
 
-    assert sorted(p.name for p in out.iterdir()) == ["leaderboard.csv", "leaderboard.json", "metrics.png",
-                                                      "slices.png", "volumes.csv"]  # no temporary leftovers
+    assert sorted(p.name for p in out.iterdir()) == ["intervals.csv", "leaderboard.csv", "leaderboard.json",
+                                                      "metrics.png", "slice_metrics.csv", "slices.png",
+                                                      "volumes.csv"]  # no temporary leftovers
     report = json.loads((out / "leaderboard.json").read_text())
     assert report["ranking"] == ["good", "bad"] and len(report["rows"]) == 6
     with open(out / "leaderboard.csv") as f:
@@ -242,3 +243,52 @@ def test_extra_prediction_files_are_reported_not_silently_ignored(data, tmp_path
     assert board.unused_predictions == {"extra": ["file_other.h5"]}
     assert "extra: 1 prediction file(s) have no target and were not evaluated: file_other.h5" in \
         leaderboard.format_report(board)
+
+
+def test_slice_intervals_and_paired_comparison(data, tmp_path, capsys):
+    board = evaluate_predictions(data.targets, [data.bad, data.good], "multicoil", paired_against="bad")
+    assert len(board.slice_rows) == 2 * 7  # 2 methods x (2 x 2 + 3) slices
+    # A volume's SSIM is the mean of its slice SSIMs (same data range), as fastmri.evaluate computes it.
+    for row in board.rows:
+        slices = [r["SSIM"] for r in board.slice_rows if r["method"] == row["method"] and r["file"] == row["file"]]
+        assert row["SSIM"] == pytest.approx(np.mean(slices), rel=METRIC_RTOL)
+    for name in ("good", "bad"):
+        stats = board.intervals[name]["SSIM"]
+        assert stats["n"] == 7 and stats["ci_low"] <= stats["mean"] <= stats["ci_high"]
+    # 2% against 20% noise: better on every slice, by an interval far from zero.
+    paired = board.paired["good"]
+    assert paired["SSIM"]["win_fraction"] == 1.0 and paired["SSIM"]["ci_low"] > 0
+    assert paired["NMSE"]["win_fraction"] == 1.0 and paired["NMSE"]["ci_high"] < 0  # lower NMSE wins
+    assert set(board.paired) == {"good"}
+
+    parser = argparse.ArgumentParser()
+    add_evaluate(parser.add_subparsers(dest="command", required=True))
+    out = tmp_path / "report"
+    args = parser.parse_args(["evaluate", "--target-path", str(data.targets), "--predictions-path", str(data.bad),
+                              str(data.good), "--challenge", "multicoil", "--out", str(out),
+                              "--paired-against", "bad"])
+    assert args.func(args) == 0
+    printed = capsys.readouterr().out
+    assert "paired against bad" in printed and "over 7 slices" in printed
+    with open(out / "paired.csv") as f:
+        rows = {r["metric"]: r for r in csv.DictReader(f)}
+    assert float(rows["SSIM"]["mean"]) == paired["SSIM"]["mean"] and rows["SSIM"]["n"] == "7"
+    assert (out / "paired.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    err = _main_error(_args(data, data.bad, data.good) + ["--paired-against", "nope"], capsys)
+    assert "paired_against" in err and "nope" in err
+
+
+def test_bootstrap_interval_covers_the_mean_and_is_degenerate_where_it_must_be():
+    from fastmri_untrained.evaluate import bootstrap_ci, paired_difference
+
+    assert bootstrap_ci([0.7]) == (0.7, 0.7)
+    assert bootstrap_ci([0.5] * 9) == (0.5, 0.5)
+    rng = np.random.default_rng(0)
+    values = rng.normal(0.8, 0.05, size=32)
+    low, high = bootstrap_ci(values)
+    # The percentile interval of a mean of 32 values is about mean +- 1.96 sd / sqrt(32).
+    half = 1.96 * values.std(ddof=1) / np.sqrt(32)
+    assert low < values.mean() < high
+    assert (high - low) / 2 == pytest.approx(half, rel=0.15)  # bootstrap's sd uses ddof=0, plus resampling noise
+    same = paired_difference(values, values)
+    assert same["mean"] == 0 and same["win_fraction"] == 0.5

@@ -113,8 +113,9 @@ def test_deep_decoder_fitted_inside_predict_step_matches_pipeline(sim_dir, tmp_p
     out = tmp_path / "pl"
     # predict runs under torch.inference_mode: the fit must still get gradients (or it would raise,
     # or return the initial network output, which the reference run did not).
-    module, _, predictions = run_module(sim_dir, out, "deep-decoder", untrained=cfg, stage="predict",
-                                        tmp_path=tmp_path)
+    module, _, predicted = run_module(sim_dir, out, "deep-decoder", untrained=cfg, stage="predict",
+                                      tmp_path=tmp_path)
+    predictions = [p for step in predicted for p in step]  # predict_step: the slices finished at each step
     assert [(p["fname"], p["slice_num"]) for p in predictions] == [
         (n, k) for n in sorted(p.name for p in sim_dir.glob("*.h5")) for k in range(2)]
     for name in sorted(p.name for p in sim_dir.glob("*.h5")):

@@ -250,6 +250,22 @@ def test_demo_seed_reaches_the_fits(tmp_path, monkeypatch, capsys):
     assert not np.allclose(a, c)  # another --seed, other network initialisations
 
 
+def test_demo_saves_and_shows_the_ensemble_uncertainty(tmp_path, monkeypatch):
+    import fastmri_untrained.cli as cli
+    import fastmri_untrained.recon as recon
+
+    monkeypatch.setattr(cli, "DEMO_SHAPE", SHAPE)
+    monkeypatch.setitem(recon.DEFAULT_FIT, "deep-decoder", dict(iterations=3, lr=0.008))
+    monkeypatch.setitem(recon.DEFAULT_NET, "deep-decoder", dict(layers=3, channels=8, in_size=(4, 4)))
+    assert main(["demo", "--out", str(tmp_path), "--methods", "zero-filled", "deep-decoder", "--save-uncertainty",
+                 "--center-fraction", "0.16"]) == 0
+    with h5py.File(next((tmp_path / "deep-decoder").glob("*.h5")), "r") as hf:
+        assert hf["reconstruction_std"].shape == hf["reconstruction"].shape
+    with h5py.File(next((tmp_path / "zero-filled").glob("*.h5")), "r") as hf:
+        assert "reconstruction_std" not in hf  # no ensemble, no spread
+    assert (tmp_path / "demo.png").stat().st_size > 1000
+
+
 def test_non_h5_entries_and_the_output_directory_inside_the_data_are_ignored(tmp_path, capsys):
     data = tmp_path / "data"
     simulate_dataset(data, "multicoil", 1, 1, 4, SHAPE, seed=2, show_progress=False)

@@ -6,6 +6,13 @@ data folder), so the package works anywhere ``dipy`` is installed:
 
 - ``t1_coronal_slice.npy``: one 256x256 T1-weighted coronal slice, float64 in [0, 1];
 - ``S0_10slices.nii.gz``: ten 128x128 axial slices of a b0 (T2-weighted) brain volume.
+
+Contiguous slabs (volumes of neighbouring slices, :func:`mr_images` with ``contiguous``) come
+from two 3-D sources (:data:`SLAB_SOURCES`): dipy's b0 volume, and the MNI152 2009 T1 template
+that the ``nilearn`` wheel bundles (197x233x189 at 1 mm; axial slices 3 mm apart, a clinical
+slice spacing). Neither is among the single-slice sources' T1 slice, and the MNI template is
+never drawn for unrelated-slice volumes: a split that uses it shares no image with one that
+does not.
 """
 
 from __future__ import annotations
@@ -76,20 +83,72 @@ def fit_to_size(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
     return out
 
 
-def _augment(image: np.ndarray, rng: np.random.Generator, max_shift: float, max_angle: float):
-    if rng.random() < 0.5:
-        image = image[:, ::-1]
+def _draw_augmentation(rng: np.random.Generator, max_shift: float, max_angle: float) -> tuple:
+    """(flip, angle in degrees, (dy, dx) as fractions of the size): one random pose."""
+    flip = bool(rng.random() < 0.5)
     angle = rng.uniform(-max_angle, max_angle)
+    shift = tuple(rng.uniform(-max_shift, max_shift) for _ in range(2))
+    return flip, angle, shift
+
+
+def _apply_augmentation(image: np.ndarray, pose: tuple) -> np.ndarray:
+    flip, angle, shift = pose
+    if flip:
+        image = image[:, ::-1]
     if angle:
         image = rotate(image, angle, order=1, mode="constant", cval=0.0, preserve_range=True)
     # Integer shifts with zero fill (not np.roll): nothing wraps across the border.
     h, w = image.shape
-    dy, dx = (int(round(rng.uniform(-max_shift, max_shift) * n)) for n in (h, w))
+    dy, dx = (int(round(f * n)) for f, n in zip(shift, (h, w)))
     out = np.zeros_like(image)
     ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
     xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
     out[yd, xd] = image[ys, xs]
     return out
+
+
+def _augment(image: np.ndarray, rng: np.random.Generator, max_shift: float, max_angle: float):
+    return _apply_augmentation(image, _draw_augmentation(rng, max_shift, max_angle))
+
+
+def _finish(image: np.ndarray) -> np.ndarray:
+    image = np.clip(image, 0.0, None)
+    return image / max(image.max(), 1e-12)
+
+
+#: The 3-D sources of contiguous slabs -> their number of slices: dipy's b0 volume (indices 1..10
+#: of :func:`source_slices`, in slice order) and the MNI152 T1 template's axial slices 40, 43,
+#: ..., 127 (every 3 mm through the brain; needs nilearn).
+SLAB_SOURCES = {"dipy:S0_10slices": 10, "mni152:T1": 30}
+SLAB_SOURCE = "dipy:S0_10slices"  # the default
+MNI_SLICES = range(40, 130, 3)
+
+
+@functools.lru_cache(maxsize=1)
+def _mni_slices() -> tuple[MRSlice, ...]:
+    import importlib.util
+
+    import nibabel as nib
+
+    spec = importlib.util.find_spec("nilearn")
+    if spec is None or spec.origin is None:  # an optional dependency: say how to get it
+        raise ImportError("the mni152:T1 source needs nilearn (pip install 'fastmri_untrained[data]')")
+    path = Path(spec.origin).parent / "datasets" / "data" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+    volume = np.asarray(nib.load(path).dataobj, dtype=np.float64)  # RAS: (x, y, z)
+    out = []
+    for z in MNI_SLICES:
+        s = np.flipud(volume[:, :, z].T)  # anterior up, as the dipy slices
+        out.append(MRSlice(f"mni152:T1[{z}]", np.clip(s / np.percentile(s, 99.5), 0.0, 1.0)))
+    return tuple(out)
+
+
+def slab_slices(source: str) -> list[MRSlice]:
+    """The slices of a 3-D source of :data:`SLAB_SOURCES`, in order."""
+    if source not in SLAB_SOURCES:
+        raise ValueError(f"unknown slab source {source!r}; choose from {', '.join(SLAB_SOURCES)}")
+    if source == "mni152:T1":
+        return list(_mni_slices())
+    return [s for s in _load_sources() if s.name.startswith(source + "[")]
 
 
 def mr_images(
@@ -100,7 +159,10 @@ def mr_images(
     max_shift: float = 0.05,
     max_angle: float = 8.0,
     sources: Optional[Sequence[int]] = None,
-) -> np.ndarray:
+    return_sources: bool = False,
+    contiguous: bool = False,
+    slab_source: str = SLAB_SOURCE,
+) -> np.ndarray | tuple[np.ndarray, list[str]]:
     """A stack of real MR magnitude images, deterministic under ``seed``.
 
     Source slices are drawn without replacement in a seeded random order (so the first 11
@@ -117,12 +179,22 @@ def mr_images(
         augment: apply the random flip/rotation/shift.
         sources: indices into :func:`source_slices` to draw from (default: all). Disjoint
             sets keep a training split from ever seeing a test image.
+        return_sources: also return the source name of each image.
+        contiguous: ``num`` contiguous slices of the 3-D source ``slab_source`` (one of
+            :data:`SLAB_SOURCES`) from a seeded start, with one random pose for the whole slab,
+            so neighbouring images differ as neighbouring slices of one scan do (``sources``
+            must be None).
 
     Returns:
-        float32 array of shape (num, height, width), each image with maximum 1.
+        float32 array of shape (num, height, width), each image with maximum 1 (and, with
+        ``return_sources``, the list of source names).
     """
     if num < 1:
         raise ValueError(f"num must be >= 1, got {num}")
+    if contiguous:
+        if sources is not None:
+            raise ValueError(f"sources does not apply to contiguous slabs (of {slab_source}); leave it None")
+        return _slab(slab_slices(slab_source), num, size, seed, augment, max_shift, max_angle, return_sources)
     all_sources = _load_sources()
     pool = list(range(len(all_sources))) if sources is None else [int(i) for i in sources]
     if not pool or any(not 0 <= i < len(all_sources) for i in pool):
@@ -136,6 +208,20 @@ def mr_images(
         img = fit_to_size(all_sources[j].image, size)
         if augment:
             img = _augment(img, rng, max_shift, max_angle)
-        img = np.clip(img, 0.0, None)
-        out[i] = img / max(img.max(), 1e-12)
-    return out
+        out[i] = _finish(img)
+    return (out, [all_sources[j].name for j in order[:num]]) if return_sources else out
+
+
+def _slab(slabs, num, size, seed, augment, max_shift, max_angle, return_sources):
+    if num > len(slabs):
+        raise ValueError(f"num (slices) must be <= {len(slabs)} for a contiguous slab of "
+                         f"{slabs[0].name.split('[')[0]}, got {num}")
+    rng = np.random.default_rng(seed)
+    start = int(rng.integers(0, len(slabs) - num + 1))
+    pose = _draw_augmentation(rng, max_shift, max_angle) if augment else None
+    out = np.empty((num, int(size[0]), int(size[1])), dtype=np.float32)
+    for i in range(num):
+        img = fit_to_size(slabs[start + i].image, size)
+        out[i] = _finish(_apply_augmentation(img, pose) if augment else img)
+    names = [slabs[start + i].name for i in range(num)]
+    return (out, names) if return_sources else out

@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 
 from ..files import atomic_path
 from ..operators.fourier import fft2c, ifft2c
-from .images import mr_images
+from .images import SLAB_SOURCE, SLAB_SOURCES, mr_images
 from .readers import TARGET_KEYS
 
 CHALLENGES = ("multicoil", "singlecoil")
@@ -87,6 +87,12 @@ class SimulationConfig:
             "CORPD_FBK" (singlecoil).
         sources: indices of the bundled MR slices to draw images from (``images.source_slices``);
             None for all. Train and test splits with disjoint sources share no image.
+        contiguous: each volume is a slab of contiguous slices of the 3-D source ``slab_source``
+            (``images.mr_images(contiguous=True)``) instead of unrelated slices; ``sources``
+            does not apply. Each file records its slices' sources (the attribute ``slice_sources``;
+            every simulated file does).
+        slab_source: one of ``images.SLAB_SOURCES`` (dipy's b0 volume, 10 slices; the MNI152
+            T1 template, 30 slices 3 mm apart).
     """
 
     challenge: str = "multicoil"
@@ -102,6 +108,8 @@ class SimulationConfig:
     augment: bool = True
     acquisition: Optional[str] = None
     sources: Optional[tuple[int, ...]] = None
+    contiguous: bool = False
+    slab_source: str = SLAB_SOURCE
 
     def __post_init__(self):
         if self.challenge not in CHALLENGES:
@@ -116,6 +124,13 @@ class SimulationConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.snr <= 0 or self.signal_max <= 0:
             raise ValueError("snr and signal_max must be positive")
+        if self.slab_source not in SLAB_SOURCES:
+            raise ValueError(f"slab_source must be one of {', '.join(SLAB_SOURCES)}, got {self.slab_source!r}")
+        if self.contiguous and self.sources is not None:
+            raise ValueError(f"sources does not apply to contiguous slabs (of {self.slab_source}); leave it None")
+        depth = SLAB_SOURCES[self.slab_source]
+        if self.contiguous and self.slices > depth:
+            raise ValueError(f"slices must be <= {depth} for contiguous slabs of {self.slab_source}, got {self.slices}")
 
     @property
     def recon_size(self) -> tuple[int, int]:
@@ -337,7 +352,9 @@ def simulate_volume(
     h, w = config.recon_size
     S = config.slices
     # Separate streams for image choice and for phase/noise, both fixed by (seed, index).
-    images = mr_images(S, (h, w), seed=(config.seed, index, 0), augment=config.augment, sources=config.sources)
+    images, names = mr_images(S, (h, w), seed=(config.seed, index, 0), augment=config.augment,
+                              sources=config.sources, return_sources=True, contiguous=config.contiguous,
+                              slab_source=config.slab_source)
     rng = np.random.default_rng((config.seed, index, 1))
     kshape = (S, config.coils, H, W) if config.multicoil else (S, H, W)
     path = Path(path)
@@ -354,6 +371,8 @@ def simulate_volume(
                     progress.update(1)
             tgt = target[()]
             hf.create_dataset("ismrmrd_header", data=np.bytes_(ismrmrd_header(config).encode()))
+            # An attribute, not a dataset: the file keeps fastMRI's exact set of datasets.
+            hf.attrs.create("slice_sources", np.array(names, dtype=h5py.string_dtype()))
             hf.attrs["acquisition"] = _acquisition(config)
             hf.attrs["max"] = float(tgt.max())
             hf.attrs["norm"] = float(np.linalg.norm(tgt.astype(np.float64)))
@@ -373,6 +392,8 @@ def simulate_dataset(
     seed: int = 0,
     show_progress: bool = True,
     config: Optional[SimulationConfig] = None,
+    contiguous: bool = False,
+    slab_source: str = SLAB_SOURCE,
 ) -> list[Path]:
     """Write ``num_volumes`` simulated volumes in fastMRI's HDF5 schema into ``out_dir``.
 
@@ -382,7 +403,7 @@ def simulate_dataset(
     Args:
         out_dir: directory to write into (created if needed).
         challenge: "multicoil" or "singlecoil".
-        num_volumes, slices, coils, shape, seed: see ``SimulationConfig``.
+        num_volumes, slices, coils, shape, seed, contiguous, slab_source: see ``SimulationConfig``.
         show_progress: show a tqdm progress bar over slices.
         config: a full ``SimulationConfig``; when given, it is used instead of the
             keyword arguments above (for snr, signal scale, coil radius, ...).
@@ -398,6 +419,8 @@ def simulate_dataset(
             coils=coils,
             shape=(int(shape[0]), int(shape[1])),
             seed=seed,
+            contiguous=contiguous,
+            slab_source=slab_source,
         )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

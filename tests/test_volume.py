@@ -1,0 +1,199 @@
+"""Volumes: contiguous simulated slabs, warm starts from the neighbouring slice, ensemble uncertainty."""
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import fastmri_untrained as fu
+from fastmri_untrained.cli import main
+from fastmri_untrained.data.images import SLAB_SOURCES, mr_images, source_slices
+
+SLAB_DEPTH = SLAB_SOURCES["dipy:S0_10slices"]
+from fastmri_untrained.data.simulate import SimulationConfig, simulate_dataset
+from fastmri_untrained.errors import InputError
+from fastmri_untrained.fit import FitConfig
+from fastmri_untrained.mri import MRISample
+from fastmri_untrained.pipeline import UNCERTAINTY_KEY, MaskSpec, for_slice
+from fastmri_untrained.recon import UntrainedConfig, UntrainedReconstructor, WarmStarts
+
+
+def test_contiguous_images_are_neighbouring_slices_in_one_pose():
+    images, names = mr_images(4, (64, 64), seed=3, contiguous=True, return_sources=True)
+    start = [s.name for s in source_slices()].index(names[0])
+    assert names == [s.name for s in source_slices()[start:start + 4]]
+    # One pose for the slab: neighbours differ as neighbouring slices do, far less than two
+    # independently posed draws of the same slice.
+    again = mr_images(4, (64, 64), seed=3, contiguous=True)
+    np.testing.assert_array_equal(images, again)
+    neighbour = np.linalg.norm(images[1] - images[0]) / np.linalg.norm(images[0])
+    assert neighbour < 0.5
+    with pytest.raises(ValueError, match="slices"):
+        mr_images(SLAB_DEPTH + 1, (64, 64), contiguous=True)
+
+
+def test_mni_template_slabs_are_axial_slices_3mm_apart():
+    from fastmri_untrained.data.images import SLAB_SOURCES, slab_slices
+
+    assert len(slab_slices("mni152:T1")) == SLAB_SOURCES["mni152:T1"]
+    images, names = mr_images(5, (64, 64), seed=1, contiguous=True, slab_source="mni152:T1", return_sources=True)
+    z = [int(n.split("[")[1].rstrip("]")) for n in names]
+    assert names[0].startswith("mni152:T1[") and np.diff(z).tolist() == [3] * 4
+    assert images.shape == (5, 64, 64) and np.isclose(images.max(axis=(1, 2)), 1).all()
+    with pytest.raises(ValueError, match="slab source"):
+        slab_slices("nope")
+
+
+def test_contiguous_volumes_record_their_sources(tmp_path):
+    config = SimulationConfig(num_volumes=1, slices=3, coils=2, shape=(64, 48), contiguous=True)
+    (path,) = simulate_dataset(tmp_path, config=config, show_progress=False)
+    with h5py.File(path, "r") as hf:
+        sources = [s.decode() if isinstance(s, bytes) else str(s) for s in hf.attrs["slice_sources"]]
+        assert hf["kspace"].shape == (3, 2, 64, 48)
+    index = [int(s.split("[")[1].rstrip("]")) for s in sources]
+    assert index == list(range(index[0], index[0] + 3))
+    with pytest.raises(ValueError, match="slices"):
+        SimulationConfig(slices=SLAB_DEPTH + 1, contiguous=True)
+    assert main(["simulate", "--out", str(tmp_path / "x"), "--contiguous", "--slices", "11"]) == 2
+    assert main(["simulate", "--out", str(tmp_path / "x"), "--contiguous", "--slab-source", "nope"]) == 2
+
+
+def _sample(slice_num, fname="vol.h5", shape=(32, 24)):
+    k = torch.zeros((2, *shape), dtype=torch.complex64)
+    return MRISample(kspace=k, mask=torch.ones(1, shape[1]), target_size=(16, 16), challenge="multicoil",
+                     fname=fname, slice_num=slice_num)
+
+
+def test_warm_starts_hand_over_the_neighbour_only_and_keep_a_slice_first_fit():
+    store, net = WarmStarts(), torch.nn.Linear(2, 2)
+    assert store.get(_sample(0), "k") is None
+    store.put(_sample(0), "k", [net])
+    assert store.get(_sample(1), "k") is not None
+    assert store.get(_sample(2), "k") is None  # not a neighbour
+    assert store.get(_sample(1, fname="other.h5"), "k") is None  # another volume
+    first = store.get(_sample(1), "k")[0]["weight"].clone()
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    store.put(_sample(0), "k", [net])  # a second fit of slice 0 (the held-out score) is not kept
+    torch.testing.assert_close(store.get(_sample(1), "k")[0]["weight"], first)
+    with pytest.warns(UserWarning, match="another shape"):
+        assert store.get(_sample(1), "other key") is None
+    store.put(_sample(0, fname="other.h5"), "k", [net])  # a new volume clears the old one
+    assert store.get(_sample(1), "k") is None
+
+
+def test_warm_start_fits_later_slices_from_the_neighbour_for_fewer_iterations(tmp_path):
+    simulate_dataset(tmp_path / "data", config=SimulationConfig(num_volumes=1, slices=3, coils=2, shape=(64, 48),
+                                                                contiguous=True), show_progress=False)
+    config = UntrainedConfig(method="conv-decoder", net=dict(channels=8, layers=3), warm_start=3,
+                             fit=FitConfig(iterations=12, show_progress=False))
+    base = UntrainedReconstructor(config, show_progress=False)
+    from fastmri_untrained.pipeline import iterate_volumes
+
+    _, samples = next(iterate_volumes(sorted((tmp_path / "data").glob("*.h5")), "multicoil",
+                                      MaskSpec(center_fractions=(0.16,))))
+    infos = [for_slice(base, s)(s).info for s in samples]
+    assert [i["warm_start"] for i in infos] == [False, True, True]
+    assert [i["iterations"] for i in infos] == [12, 3, 3]
+    with pytest.raises(ValueError, match="warm_start"):
+        UntrainedConfig(warm_start=-1)
+
+
+def test_ensemble_uncertainty_is_written_beside_the_reconstruction(tmp_path):
+    simulate_dataset(tmp_path / "data", num_volumes=1, slices=2, coils=2, shape=(64, 48), show_progress=False)
+    config = UntrainedConfig(method="deep-decoder", net=dict(channels=8, layers=3),
+                             fit=FitConfig(iterations=10, show_progress=False))
+    fu.reconstruct_dataset(tmp_path / "data", tmp_path / "out", "deep-decoder",
+                           mask=MaskSpec(center_fractions=(0.16,)), progress=False, log=lambda m: None,
+                           reconstructor=UntrainedReconstructor(config, show_progress=False), save_uncertainty=True)
+    (out,) = sorted((tmp_path / "out").glob("*.h5"))
+    with h5py.File(out, "r") as hf:
+        recon, std = hf["reconstruction"][()], hf[UNCERTAINTY_KEY][()]
+    assert std.shape == recon.shape and np.isfinite(std).all() and (std >= 0).all()
+    # Two fits from different seeds disagree somewhere, but by less than the image itself.
+    assert 0 < std.mean() < recon.mean()
+    with pytest.raises(InputError, match="save_uncertainty"):
+        fu.reconstruct_dataset(tmp_path / "data", tmp_path / "o2", "conv-decoder", save_uncertainty=True,
+                               progress=False, log=lambda m: None)
+    with pytest.raises(InputError, match="save_uncertainty"):
+        fu.reconstruct_dataset(tmp_path / "data", tmp_path / "o3", "l1-wavelet", save_uncertainty=True,
+                               progress=False, log=lambda m: None)
+
+
+def test_batched_slices_through_the_driver_equal_slice_by_slice(tmp_path):
+    # K = 2 slices (x 2 deep-decoder members) fitted in one pass write what one fit after another
+    # writes, to the batched engine's tolerance (tests/test_fit.py: float32 rounding order).
+    from fastmri_untrained.pipeline import read_reconstruction
+
+    simulate_dataset(tmp_path / "data", num_volumes=1, slices=3, coils=2, shape=(64, 48), show_progress=False)
+    outs = {}
+    for batch in (1, 2):
+        config = UntrainedConfig(method="deep-decoder", net=dict(channels=8, layers=3), batch=batch,
+                                 fit=FitConfig(iterations=10, show_progress=False))
+        out = tmp_path / f"batch{batch}"
+        fu.reconstruct_dataset(tmp_path / "data", out, "deep-decoder", mask=MaskSpec(center_fractions=(0.16,)),
+                               reconstructor=UntrainedReconstructor(config, show_progress=False), progress=False,
+                               log=lambda m: None, save_uncertainty=True)
+        (path,) = sorted(out.glob("*.h5"))
+        outs[batch] = read_reconstruction(path)
+    assert outs[1].shape == (3, 32, 32)
+    np.testing.assert_allclose(outs[2], outs[1], rtol=0, atol=1e-4 * float(outs[1].max()))
+    with pytest.raises(ValueError, match="batch"):
+        UntrainedConfig(batch=0)
+
+
+def test_gpu_check_runs_its_steps_on_cpu(tmp_path):
+    # The one-command GPU measurement, as a smoke run of the same steps on CPU (no timing checked).
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "gpu.json"
+    proc = subprocess.run(["bash", "scripts/gpu_check.sh", "--device", "cpu", "--quick", str(out)], cwd=root,
+                          capture_output=True, text=True, timeout=600, env={**__import__("os").environ,
+                                                                             "PYTHON": sys.executable})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["method"], r["members"], r["autocast"]) for r in rows} == {
+        (m, k, a) for m in ("conv-decoder", "deep-decoder", "dip") for k in (1, 2) for a in (None, "bfloat16")}
+    assert all(r["batched_ms"] > 0 and r["slices_per_minute"] > 0 for r in rows)
+
+
+def test_a_run_that_exhausts_device_memory_is_halved_not_lost(monkeypatch):
+    from fastmri_untrained import recon
+
+    real = recon.fit_batched
+    seen = []
+
+    def small_device(nets, *args, **kwargs):  # a device that holds at most 2 networks
+        seen.append(len(nets))
+        if len(nets) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(nets, *args, **kwargs)
+
+    monkeypatch.setattr(recon, "fit_batched", small_device)
+    samples = [_sample(i) for i in range(3)]
+    for s in samples:
+        s.kspace[:, 10:22, 8:16] = 1.0  # something to fit
+    config = UntrainedConfig(method="conv-decoder", net=dict(channels=4, layers=2), batch=3, ensemble=1,
+                             forward_model="coil-images", fit=FitConfig(iterations=2, show_progress=False))
+    with pytest.warns(RuntimeWarning, match="out of device memory"):
+        results = UntrainedReconstructor(config, show_progress=False).reconstruct_volume(samples)
+    assert seen == [3, 1, 2] and len(results) == 3
+    assert all(np.isfinite(r.image).all() for r in results)
+
+
+def test_bench_volume_quick_runs_every_variant(tmp_path, load_script):
+    # The benchmark's smoke size (timing is not checked): every variant writes a row, and the
+    # batched pass gives what one fit after another gives (warm starts differ by design).
+    import json
+
+    bench = load_script("bench_volume")
+    assert bench.main(["--quick", "--out", str(tmp_path), "--slices", "2", "--methods", "deep-decoder",
+                       "--accelerations", "4", "--variants", "scratch", "warm", "batched"]) == 0
+    rows = {r["variant"]: r for r in json.loads((tmp_path / "results.json").read_text())["rows"]}
+    assert set(rows) == {"scratch", "warm", "batched"} and rows["warm"]["warm_start"] > 0
+    assert rows["batched"]["SSIM"] == pytest.approx(rows["scratch"]["SSIM"], abs=1e-4)
+    assert "| deep-decoder | 4x | warm |" in (tmp_path / "results.md").read_text()
