@@ -11,7 +11,6 @@ slices are spread over processes.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -156,11 +155,7 @@ def for_slice(reconstructor, sample: MRISample):
     input noise, holdout split) with :func:`slice_seed`; classical methods are returned as is."""
     if not isinstance(reconstructor, UntrainedReconstructor):
         return reconstructor
-    cfg = reconstructor.config
-    seed = slice_seed(cfg.seed, sample.fname, sample.slice_num)
-    fit_cfg = dataclasses.replace(cfg.fit_config(), seed=seed)
-    return UntrainedReconstructor(dataclasses.replace(cfg, seed=seed, fit=fit_cfg),
-                                  show_progress=reconstructor.show_progress, warm_starts=reconstructor.warm_starts)
+    return reconstructor.with_seed(slice_seed(reconstructor.config.seed, sample.fname, sample.slice_num))
 
 
 def volume_row(fname: str, method: str, volume: np.ndarray, samples: list[MRISample], seconds: float,

@@ -243,6 +243,13 @@ class UntrainedReconstructor:
     def name(self) -> str:
         return self.config.method
 
+    def with_seed(self, seed: int) -> "UntrainedReconstructor":
+        """This reconstructor with every fit seeded from ``seed`` (network, input noise, held-out
+        split), sharing its warm-start store."""
+        cfg = self.config
+        config = dataclasses.replace(cfg, seed=seed, fit=dataclasses.replace(cfg.fit_config(), seed=seed))
+        return UntrainedReconstructor(config, show_progress=self.show_progress, warm_starts=self.warm_starts)
+
     def __call__(self, sample: MRISample | Sequence[MRISample], monitor=None):
         """Fit (``config.ensemble`` times, averaging the outputs) and finish one slice; a list of
         slices (a volume) is :meth:`reconstruct_volume`'s and returns a list.
@@ -264,11 +271,8 @@ class UntrainedReconstructor:
         if self._batched() and cfg.ensemble > 1 and monitor is None:
             return self._fit_together([sample], [cfg.seed])[0]
         problem = MRIProblem(sample, cfg)
-        fit_cfg = dataclasses.replace(cfg.fit_config(), show_progress=self.show_progress)
         key = problem.net_key()
-        warm = self.warm_starts.get(sample, key) if cfg.warm_start > 0 else None
-        if warm is not None:
-            fit_cfg = dataclasses.replace(fit_cfg, iterations=cfg.warm_start)
+        fit_cfg, warm = self._fit_start(sample, key)
         track = None if monitor is None else (lambda out: monitor(problem.finish(out)[0]))
         info = {"grid_rows": problem.rows, "ensemble": cfg.ensemble, "warm_start": warm is not None}
         outputs, nets, seconds = [], [], 0.0
@@ -292,6 +296,16 @@ class UntrainedReconstructor:
                     stop_reason=result.stop_reason, seconds=seconds)
         return finish_members(problem, outputs, info)
 
+    def _fit_start(self, sample: MRISample, key: tuple) -> tuple[FitConfig, Optional[list]]:
+        """The fit configuration for ``sample`` and the neighbour's weights it starts from (or
+        None): with a warm start, ``config.warm_start`` iterations instead of the full budget."""
+        cfg = self.config
+        fit_cfg = dataclasses.replace(cfg.fit_config(), show_progress=self.show_progress)
+        warm = self.warm_starts.get(sample, key) if cfg.warm_start > 0 else None
+        if warm is not None:
+            fit_cfg = dataclasses.replace(fit_cfg, iterations=cfg.warm_start)
+        return fit_cfg, warm
+
     def _batched(self) -> bool:
         # Held-out early stopping refits each member for its own number of steps: one at a time.
         return self.config.batch > 1 and self.config.early_stop == "none"
@@ -313,11 +327,7 @@ class UntrainedReconstructor:
         if len(seeds) != len(samples):
             raise ValueError(f"seeds: one per sample, got {len(seeds)} for {len(samples)} samples")
         if not self._batched():
-            out = []
-            for sample, seed in zip(samples, seeds):
-                config = dataclasses.replace(cfg, seed=seed, fit=dataclasses.replace(cfg.fit_config(), seed=seed))
-                out.append(UntrainedReconstructor(config, self.show_progress, self.warm_starts)(sample))
-            return out
+            return [self.with_seed(seed)(sample) for sample, seed in zip(samples, seeds)]
         out, start = [], 0
         while start < len(samples):
             shape = _shape(samples[start])
@@ -349,10 +359,7 @@ class UntrainedReconstructor:
         cfg = self.config
         problems = [MRIProblem(sample, cfg) for sample in samples]
         key = problems[0].net_key()
-        fit_cfg = dataclasses.replace(cfg.fit_config(), show_progress=self.show_progress)
-        warm = self.warm_starts.get(samples[0], key) if cfg.warm_start > 0 else None
-        if warm is not None:
-            fit_cfg = dataclasses.replace(fit_cfg, iterations=cfg.warm_start)
+        fit_cfg, warm = self._fit_start(samples[0], key)
         nets, forward_models, measurements, configs, descriptions = [], [], [], [], []
         for sample, problem, seed in zip(samples, problems, seeds):
             for member in range(cfg.ensemble):
