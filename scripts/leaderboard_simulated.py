@@ -1,13 +1,16 @@
 """One command: the fastMRI leaderboard of every method on simulated data, at 4x and 8x.
 
-    .venv/bin/python scripts/leaderboard_simulated.py           # the README table (about an hour, 2 CPU cores)
-    .venv/bin/python scripts/leaderboard_simulated.py --quick   # tiny sizes (a minute or two); used by the tests
+    .venv/bin/python scripts/leaderboard_simulated.py                # the README table (about an hour, 2 CPU cores)
+    .venv/bin/python scripts/leaderboard_simulated.py --size board   # 34 test slices (slabs of two 3-D sources)
+    .venv/bin/python scripts/leaderboard_simulated.py --quick        # tiny sizes (a minute or two); used by the tests
 
 What it does, with the project's own commands (each printed as it runs):
 
-1. ``simulate`` train / val / test splits of multi-coil data. Their ground-truth images come
-   from disjoint sets of the bundled MR source slices, so the trained baselines never see a
-   test image (not even augmented).
+1. ``simulate`` train / val / test splits of multi-coil data, each from parts (:class:`Part`):
+   unrelated bundled 2-D slices, or contiguous slabs of a 3-D source at fixed positions. No
+   source slice of a test file is in a training or validation file (checked from the files'
+   ``slice_sources`` before anything runs), so the trained baselines never see a test image
+   (not even augmented). ``--snr 20`` simulates the noisier setting.
 2. ``train-baseline`` the fastMRI U-Net and VarNet once, on masks drawn from both protocols
    (as fastMRI trains), with ``Trainer.fit`` and fastMRI validation.
 3. Per protocol (4x, centre 0.08; 8x, centre 0.04; equispaced_fraction): ``reconstruct`` the
@@ -37,12 +40,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import h5py
 import numpy as np
 import torch
 
 from fastmri_untrained import cli
+from fastmri_untrained.data.images import SLAB_SOURCE
 from fastmri_untrained.data.simulate import SimulationConfig, simulate_dataset
 from fastmri_untrained.pipeline import write_json
 
@@ -51,14 +56,40 @@ UNTRAINED = ("conv-decoder", "deep-decoder", "dip")
 TRAINED = ("unet", "varnet")
 
 
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """Volumes of one split drawn from one kind of source: unrelated slices of the bundled 2-D
+    source slices (``sources``: indices of ``images.source_slices``), or contiguous slabs of a
+    3-D source (``slab_source``, each volume's first slice in ``slab_starts``)."""
+
+    volumes: int
+    slices: int
+    sources: Optional[tuple] = None
+    slab_source: Optional[str] = None
+    slab_starts: Optional[tuple] = None
+
+    def config(self, setting: "Setting", seed: int) -> SimulationConfig:
+        return SimulationConfig(num_volumes=self.volumes, slices=self.slices, coils=setting.coils,
+                                shape=setting.shape, seed=seed, snr=setting.snr, sources=self.sources,
+                                contiguous=self.slab_source is not None,
+                                slab_source=self.slab_source or SLAB_SOURCE, slab_starts=self.slab_starts)
+
+
+# images.source_slices: 0 is dipy's T1 coronal slice, 1..10 the ten slices of dipy's b0 volume.
+SMALL_TEST_SOURCES = (0, 4, 8)
+SMALL_TRAIN_SOURCES = tuple(i for i in range(11) if i not in SMALL_TEST_SOURCES)
+MNI, DIPY = "mni152:T1", "dipy:S0_10slices"
+
+
 @dataclasses.dataclass
 class Setting:
     shape: tuple = (256, 192)  # k-space (readout 2x oversampled): 128x128 targets, the demo's size
     coils: int = 8
-    train: tuple = (12, 2)  # (volumes, slices per volume)
-    val: tuple = (1, 2)
-    test: tuple = (2, 1)
-    test_sources: tuple = (0, 4, 8)  # bundled MR slices kept for testing; the other 8 train
+    snr: float = 60.0  # SimulationConfig.snr; 20 is the harder, noisier setting
+    # The documented board: 2 test slices from 3 of the 11 bundled 2-D slices, the rest train.
+    train: tuple = (Part(12, 2, sources=SMALL_TRAIN_SOURCES),)
+    val: tuple = (Part(1, 2, sources=SMALL_TRAIN_SOURCES),)
+    test: tuple = (Part(2, 1, sources=SMALL_TEST_SOURCES),)
     methods: tuple = CLASSICAL + UNTRAINED
     trained: tuple = TRAINED
     protocols: tuple = ((4, 0.08), (8, 0.04))  # (acceleration, centre fraction)
@@ -72,13 +103,32 @@ class Setting:
     })
 
 
-QUICK = Setting(shape=(128, 96), coils=4, train=(2, 2), val=(1, 1), test=(1, 1),
+# 34 test slices from two 3-D sources and a 2-D one: three 8-slice slabs of the MNI152 T1 template
+# (its slices 0-7, 11-18, 22-29), one of dipy's b0 volume (0-7: source slices 1-8) and dipy's T1
+# slice in two poses. Training and validation: what no test slice is, i.e. MNI slices 8-10 and
+# 19-21 and b0 slices 8-9 (source slices 9-10); simulate_splits checks it.
+BOARD = Setting(
+    test=(Part(3, 8, slab_source=MNI, slab_starts=(0, 11, 22)), Part(1, 8, slab_source=DIPY, slab_starts=(0,)),
+          Part(2, 1, sources=(0,))),
+    train=(Part(12, 2, sources=(9, 10)), Part(4, 3, slab_source=MNI, slab_starts=(8, 19, 8, 19))),
+    val=(Part(1, 2, sources=(9, 10)), Part(1, 3, slab_source=MNI, slab_starts=(8,))),
+    ddp_processes=0)
+
+QUICK = Setting(shape=(128, 96), coils=4, train=(Part(2, 2, sources=(9, 10)), Part(1, 3, slab_source=MNI,
+                                                                                     slab_starts=(8,))),
+                val=(Part(1, 1, sources=(9, 10)),),
+                test=(Part(1, 2, slab_source=MNI, slab_starts=(0,)), Part(1, 1, sources=(0,))),
                 protocols=((4, 0.16), (8, 0.09)),  # a small matrix needs >= 8 calibration lines
                 untrained_args=("--iterations", "20", "--layers", "3", "--channels", "16"),
                 epochs={"unet": 1, "varnet": 1}, ddp_processes=0,
                 model_args={"unet": ["--chans", "4", "--pools", "2"],
                             "varnet": ["--num-cascades", "2", "--chans", "4", "--pools", "2",
                                        "--sens-chans", "4", "--sens-pools", "2"]})
+SIZES = {"small": Setting(), "board": BOARD, "quick": QUICK}
+
+
+def test_slices(setting: Setting) -> int:
+    return sum(part.volumes * part.slices for part in setting.test)
 
 
 def run_command(argv: list[str], log: Path | None = None) -> float:
@@ -102,17 +152,34 @@ def run_command(argv: list[str], log: Path | None = None) -> float:
 
 
 def simulate_splits(setting: Setting, root: Path, seed: int) -> dict:
-    train_sources = tuple(i for i in range(11) if i not in setting.test_sources)
-    splits = {"train": (setting.train, train_sources, seed + 1), "val": (setting.val, train_sources, seed + 2),
-              "test": (setting.test, setting.test_sources, seed)}
+    """Write the train / val / test splits (part j of a split with seed split_seed + 100 j) and
+    check that no test slice's source slice is in a training or validation file."""
+    split_seeds = {"train": seed + 1, "val": seed + 2, "test": seed}
     paths = {}
-    for name, ((volumes, slices), sources, split_seed) in splits.items():
+    for name, split_seed in split_seeds.items():
         paths[name] = root / "data" / name
         if not sorted(paths[name].glob("*.h5")):
-            config = SimulationConfig(num_volumes=volumes, slices=slices, coils=setting.coils, shape=setting.shape,
-                                      seed=split_seed, sources=sources)
-            simulate_dataset(paths[name], config=config, show_progress=False)
+            for j, part in enumerate(getattr(setting, name)):
+                simulate_dataset(paths[name], config=part.config(setting, split_seed + 100 * j), show_progress=False)
+    shared = source_overlap(paths["test"], [paths["train"], paths["val"]])
+    if shared:
+        raise SystemExit(f"test source slices also in the training or validation data: {', '.join(shared)}")
     return paths
+
+
+def slice_sources(directory: Path) -> set[str]:
+    """The source slices of every simulated file in ``directory`` (their ``slice_sources``)."""
+    names = set()
+    for path in sorted(directory.glob("*.h5")):
+        with h5py.File(path, "r") as hf:
+            names.update(n.decode() if isinstance(n, bytes) else str(n) for n in hf.attrs["slice_sources"])
+    return names
+
+
+def source_overlap(test: Path, others: list[Path]) -> list[str]:
+    """Source slices of the test files that also appear in any of ``others`` (sorted)."""
+    seen = set().union(*(slice_sources(d) for d in others))
+    return sorted(slice_sources(test) & seen)
 
 
 def mask_args(protocols) -> list[str]:
@@ -143,7 +210,7 @@ def reconstruct_protocol(setting: Setting, paths: dict, checkpoints: dict, root:
     (timing from the run that wrote it) for every finished method, including those of earlier
     runs with other ``--methods``, so that a partial rerun refreshes rows without dropping any."""
     proto = root / f"{accel:g}x"
-    slices = setting.test[0] * setting.test[1]
+    slices = test_slices(setting)
     timings = {}
     for method in (*setting.methods, *setting.trained):
         out = proto / method
@@ -199,7 +266,7 @@ def ddp_throughput(setting: Setting, paths: dict, root: Path, accel: float, cf: 
         # different thread count (bit for bit at equal threads: tests/test_ddp.py).
         diff = max(float(np.abs(_read(f) - _read(proto / method / f.name)).max() / np.abs(_read(f)).max())
                    for f in sorted(out.glob("*.h5")))
-        write_json(timing_file, {"seconds": seconds, "slices": setting.test[0] * setting.test[1], "processes": n,
+        write_json(timing_file, {"seconds": seconds, "slices": test_slices(setting), "processes": n,
                                  "threads": int(env["OMP_NUM_THREADS"]), "max_relative_difference": diff,
                                  "command": shlex.join(argv)})
     return json.loads(timing_file.read_text())
@@ -260,13 +327,21 @@ def run(setting: Setting, root: Path, seed: int = 0) -> dict:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="tiny sizes, as the tests use")
+    p.add_argument("--size", choices=sorted(SIZES), default="small",
+                   help="small: the documented 2-slice board; board: 34 test slices from 3-D slabs and 2-D "
+                        "slices; quick: tiny, for the tests")
+    p.add_argument("--quick", action="store_true", help="= --size quick")
+    p.add_argument("--snr", type=float, help="simulated SNR (default 60; 20 is the noisier setting)")
     p.add_argument("--out", type=Path, default=Path("outputs/leaderboard_simulated"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--methods", nargs="+", help=f"subset of {', '.join(CLASSICAL + UNTRAINED)}")
     p.add_argument("--trained", nargs="*", help="subset of unet varnet (none: skip the trained baselines)")
     args = p.parse_args(argv)
-    setting = dataclasses.replace(QUICK if args.quick else Setting())
+    setting = dataclasses.replace(SIZES["quick" if args.quick else args.size])
+    if args.snr is not None:
+        if not args.snr > 0:
+            p.error(f"--snr must be positive, got {args.snr}")
+        setting.snr = args.snr
     if args.methods:
         setting.methods = tuple(args.methods)
     if args.trained is not None:

@@ -9,6 +9,7 @@
             --method deep-decoder --forward-model sense --maps-crop 0.95 --iterations 1500 --lr 0.008
         The held-out NMSE of an un-trained fit every 50 iterations (constant learning rate unless
         --schedule), to see whether the default budget under- or over-fits real data;
+        ``--members N`` fits N seeds and scores their running mean (does an ensemble help?);
         ``--kspace-weight P`` weights the loss by |k|^P, ``--net channels=256`` resizes the network.
     .venv/bin/python scripts/real_data_diagnosis.py weights --method l1-wavelet --lamdas 1e-4 3e-4 1e-3 3e-3 1e-2
         A classical method's weight on both real files (held-out NMSE) and on four simulated
@@ -105,24 +106,46 @@ def curve(args) -> list[dict]:
         forward_model = lambda output: weight * unweighted(output)  # noqa: E731
         measurements = weight * measurements
 
-    def validation(output):
+    def holdout_nmse(output):
         return kspace_nmse(full(problem.to_operator_input(output)), sample.kspace, held)
 
-    fit_cfg = FitConfig(**{**DEFAULT_FIT[args.method], "iterations": args.iterations, "lr": args.lr,
-                           "lr_schedule": args.schedule, "seed": args.seed, "show_progress": True},
-                        early_stop=EarlyStopConfig(check_every=50, patience=10 ** 9))
+    rows, member_outputs = [], []
     start = time.perf_counter()
-    res = fit(problem.build_net(args.seed), forward_model, measurements, fit_cfg,
-              validation=validation, description=f"{args.method} {args.forward_model}")
-    h = res.history
-    best = int(np.argmin(h["validation"]))
-    row = {"file": args.file, **{k: getattr(args, k) for k in ("method", "forward_model", "maps_crop", "iterations",
-                                                               "lr", "schedule", "kspace_weight", "net")},
-           "seconds": time.perf_counter() - start, "best_holdout_nmse": h["validation"][best],
-           "best_iteration": h["validation_iteration"][best], "last_holdout_nmse": h["validation"][-1],
-           "curve": dict(zip(h["validation_iteration"], h["validation"]))}
+    for member in range(args.members):
+        # Members differ only in the network's seed; the held-out split stays that of --seed.
+        outputs = []
+        member_outputs.append(outputs)
+
+        def validation(output):
+            outputs.append(output.clone())
+            return holdout_nmse(output)
+
+        seed = args.seed + member
+        fit_cfg = FitConfig(**{**DEFAULT_FIT[args.method], "iterations": args.iterations, "lr": args.lr,
+                               "lr_schedule": args.schedule, "seed": seed, "show_progress": True},
+                            early_stop=EarlyStopConfig(check_every=50, patience=10 ** 9))
+        res = fit(problem.build_net(seed), forward_model, measurements, fit_cfg,
+                  validation=validation, description=f"{args.method} {args.forward_model} seed {seed}")
+        rows.append(curve_row(args, f"seed {seed}", res.history["validation_iteration"], res.history["validation"],
+                              time.perf_counter() - start))
+        if member:
+            # The ensemble of the first member + 1 fits: the mean of their outputs at each checkpoint
+            # (the operator is linear, so this is the mean of their k-space predictions).
+            mean = [holdout_nmse(torch.stack(step).mean(0)) for step in zip(*member_outputs)]
+            rows.append(curve_row(args, f"mean of {member + 1}", res.history["validation_iteration"], mean,
+                                  time.perf_counter() - start))
+    return rows
+
+
+def curve_row(args, what: str, iterations, values, seconds: float) -> dict:
+    best = int(np.argmin(values))
+    row = {"file": args.file, "fit": what,
+           **{k: getattr(args, k) for k in ("method", "forward_model", "maps_crop", "iterations",
+                                            "lr", "schedule", "kspace_weight", "net")},
+           "seconds": seconds, "best_holdout_nmse": values[best], "best_iteration": iterations[best],
+           "last_holdout_nmse": values[-1], "curve": dict(zip(iterations, values))}
     print(json.dumps({k: v for k, v in row.items() if k != "curve"}), flush=True)
-    return [row]
+    return row
 
 
 def weights(args) -> list[dict]:
@@ -170,6 +193,8 @@ def main(argv=None) -> int:
     p.add_argument("--iterations", type=int, default=1500)
     p.add_argument("--lr", type=float, default=0.008)
     p.add_argument("--schedule", default="constant", choices=("constant", "cosine"))
+    p.add_argument("--members", type=int, default=1,
+                   help="curve: fit from seeds seed..seed+N-1 and score the mean of the first 2..N too")
     p.add_argument("--kspace-weight", type=float, default=0.0, help="loss weight |k|^P (0: unweighted)")
     p.add_argument("--net", nargs="*", default=[], help="network overrides, e.g. channels=128")
     p.add_argument("--cycle-spin", action="store_true", help="weights: L1-wavelet with random wavelet shifts")

@@ -24,9 +24,9 @@ def test_every_method_ranked_at_both_accelerations(board):
         assert set(p["ranking"]) == methods
         assert sorted(s["rank"] for s in p["summary"].values()) == list(range(1, len(methods) + 1))
         for m in methods:
-            assert p["summary"][m]["volumes"] == 1
+            assert p["summary"][m]["volumes"] == 2
             assert np.isfinite(p["summary"][m]["SSIM"]) and 0 < p["summary"][m]["SSIM"] <= 1
-            assert p["timing"][m]["seconds"] > 0 and p["timing"][m]["slices"] == 1
+            assert p["timing"][m]["seconds"] > 0 and p["timing"][m]["slices"] == module.test_slices(module.QUICK) == 3
         for name in ("leaderboard.csv", "leaderboard.json", "metrics.png", "slices.png"):
             assert (root / f"{p['acceleration']}x" / "report" / name).is_file()
     table = (root / "leaderboard.md").read_text()
@@ -36,13 +36,15 @@ def test_every_method_ranked_at_both_accelerations(board):
 
 def test_reconstructions_are_fastmri_files_of_the_target_shape(board):
     _, root, _ = board
-    (target_file,) = sorted((root / "data" / "test").glob("*.h5"))
-    with h5py.File(target_file) as hf:
-        shape = hf["reconstruction_rss"].shape
-    for method_dir in sorted((root / "8x").iterdir()):
-        if method_dir.name != "report":
-            with h5py.File(method_dir / target_file.name) as hf:
-                assert hf["reconstruction"].shape == shape, method_dir.name
+    target_files = sorted((root / "data" / "test").glob("*.h5"))
+    assert len(target_files) == 2  # the quick test split: a 2-slice MNI slab and one 2-D slice
+    for target_file in target_files:
+        with h5py.File(target_file) as hf:
+            shape = hf["reconstruction_rss"].shape
+        for method_dir in sorted((root / "8x").iterdir()):
+            if method_dir.name != "report":
+                with h5py.File(method_dir / target_file.name) as hf:
+                    assert hf["reconstruction"].shape == shape, method_dir.name
 
 
 def test_rerun_resumes_without_reconstructing_again(board, monkeypatch):
@@ -76,6 +78,43 @@ def test_partial_rerun_refreshes_one_method_and_keeps_every_row(board, monkeypat
     assert (root / "leaderboard.md").read_text().count("| 4x |") == len(methods)
     # Deterministic methods reproduce their rows exactly.
     assert again["protocols"][0]["summary"]["zero-filled"]["SSIM"] == result["protocols"][0]["summary"]["zero-filled"]["SSIM"]
+
+
+def test_no_test_source_slice_is_in_training_or_validation_data(board):
+    module, root, _ = board
+    data = root / "data"
+    test = module.slice_sources(data / "test")
+    assert {"mni152:T1[40]", "mni152:T1[43]", "dipy:t1_coronal_slice"} == test
+    assert module.source_overlap(data / "test", [data / "train", data / "val"]) == []
+    assert module.slice_sources(data / "train")  # the check reads real names, not an empty set
+    # The check catches a test slice that is also a training slice.
+    assert module.source_overlap(data / "test", [data / "test"]) == sorted(test)
+
+
+@pytest.mark.parametrize("size", ["small", "board"])
+def test_the_documented_splits_keep_test_slices_out_of_training(size, load_script):
+    # From the split definitions, without simulating: which source slices each part can use.
+    from fastmri_untrained.data.images import slab_slices, source_slices
+
+    module = load_script("leaderboard_simulated")
+    names = [s.name for s in source_slices()]
+
+    def used(parts):
+        out = set()
+        for part in parts:
+            if part.slab_source is None:
+                out.update(names[i] for i in part.sources)
+            else:
+                slab = [s.name for s in slab_slices(part.slab_source)]
+                for start in part.slab_starts:
+                    out.update(slab[start:start + part.slices])
+        return out
+
+    setting = module.SIZES[size]
+    assert not used(setting.test) & used(setting.train + setting.val)
+    if size == "board":
+        assert module.test_slices(setting) >= 32
+        assert {p.slab_source for p in setting.test} >= {"mni152:T1", "dipy:S0_10slices"}
 
 
 def test_train_and_test_images_come_from_disjoint_sources():

@@ -1,5 +1,7 @@
 """Volumes: contiguous simulated slabs, warm starts from the neighbouring slice, ensemble uncertainty."""
 
+import dataclasses
+
 import h5py
 import numpy as np
 import pytest
@@ -8,14 +10,14 @@ import torch
 import fastmri_untrained as fu
 from fastmri_untrained.cli import main
 from fastmri_untrained.data.images import SLAB_SOURCES, mr_images, source_slices
-
-SLAB_DEPTH = SLAB_SOURCES["dipy:S0_10slices"]
 from fastmri_untrained.data.simulate import SimulationConfig, simulate_dataset
 from fastmri_untrained.errors import InputError
 from fastmri_untrained.fit import FitConfig
 from fastmri_untrained.mri import MRISample
 from fastmri_untrained.pipeline import UNCERTAINTY_KEY, MaskSpec, for_slice
 from fastmri_untrained.recon import UntrainedConfig, UntrainedReconstructor, WarmStarts
+
+SLAB_DEPTH = SLAB_SOURCES["dipy:S0_10slices"]
 
 
 def test_contiguous_images_are_neighbouring_slices_in_one_pose():
@@ -42,6 +44,27 @@ def test_mni_template_slabs_are_axial_slices_3mm_apart():
     assert images.shape == (5, 64, 64) and np.isclose(images.max(axis=(1, 2)), 1).all()
     with pytest.raises(ValueError, match="slab source"):
         slab_slices("nope")
+
+
+def test_fixed_slab_starts_place_each_volume_and_keep_the_pose_of_its_seed():
+    _, names = mr_images(3, (32, 32), seed=5, contiguous=True, slab_source="mni152:T1", slab_start=20,
+                         return_sources=True)
+    assert names == [f"mni152:T1[{40 + 3 * i}]" for i in (20, 21, 22)]
+    drawn, drawn_names = mr_images(3, (32, 32), seed=5, contiguous=True, return_sources=True)
+    start = int(drawn_names[0].split("[")[1].rstrip("]"))
+    fixed = mr_images(3, (32, 32), seed=5, contiguous=True, slab_start=start)
+    np.testing.assert_array_equal(fixed, drawn)  # same start, same seed: the same slab in the same pose
+    with pytest.raises(ValueError, match="slab_start"):
+        mr_images(3, (32, 32), contiguous=True, slab_start=SLAB_DEPTH - 2)
+    with pytest.raises(ValueError, match="slab_start"):
+        mr_images(3, (32, 32), slab_start=0)
+    config = SimulationConfig(num_volumes=2, slices=2, coils=2, shape=(64, 48), contiguous=True, slab_starts=(0, 8))
+    with pytest.raises(ValueError, match="slab_starts"):
+        dataclasses.replace(config, slab_starts=(0,))
+    with pytest.raises(ValueError, match="slab_starts"):
+        dataclasses.replace(config, slab_starts=(0, 9))
+    with pytest.raises(ValueError, match="slab_starts"):
+        dataclasses.replace(config, contiguous=False)
 
 
 def test_contiguous_volumes_record_their_sources(tmp_path):

@@ -162,6 +162,7 @@ def mr_images(
     return_sources: bool = False,
     contiguous: bool = False,
     slab_source: str = SLAB_SOURCE,
+    slab_start: Optional[int] = None,
 ) -> np.ndarray | tuple[np.ndarray, list[str]]:
     """A stack of real MR magnitude images, deterministic under ``seed``.
 
@@ -184,6 +185,9 @@ def mr_images(
             :data:`SLAB_SOURCES`) from a seeded start, with one random pose for the whole slab,
             so neighbouring images differ as neighbouring slices of one scan do (``sources``
             must be None).
+        slab_start: with ``contiguous``, the slab's first slice (an index into
+            :func:`slab_slices`); None draws it from ``seed``. Fixed starts keep the slabs of
+            different splits apart.
 
     Returns:
         float32 array of shape (num, height, width), each image with maximum 1 (and, with
@@ -194,7 +198,10 @@ def mr_images(
     if contiguous:
         if sources is not None:
             raise ValueError(f"sources does not apply to contiguous slabs (of {slab_source}); leave it None")
-        return _slab(slab_slices(slab_source), num, size, seed, augment, max_shift, max_angle, return_sources)
+        return _slab(slab_slices(slab_source), num, size, seed, augment, max_shift, max_angle, return_sources,
+                     slab_start)
+    if slab_start is not None:
+        raise ValueError("slab_start applies to contiguous slabs only (contiguous=True)")
     all_sources = _load_sources()
     pool = list(range(len(all_sources))) if sources is None else [int(i) for i in sources]
     if not pool or any(not 0 <= i < len(all_sources) for i in pool):
@@ -212,12 +219,17 @@ def mr_images(
     return (out, [all_sources[j].name for j in order[:num]]) if return_sources else out
 
 
-def _slab(slabs, num, size, seed, augment, max_shift, max_angle, return_sources):
+def _slab(slabs, num, size, seed, augment, max_shift, max_angle, return_sources, slab_start=None):
     if num > len(slabs):
         raise ValueError(f"num (slices) must be <= {len(slabs)} for a contiguous slab of "
                          f"{slabs[0].name.split('[')[0]}, got {num}")
     rng = np.random.default_rng(seed)
-    start = int(rng.integers(0, len(slabs) - num + 1))
+    start = int(rng.integers(0, len(slabs) - num + 1))  # drawn always: a fixed start keeps the pose of the seed
+    if slab_start is not None:
+        if not 0 <= slab_start <= len(slabs) - num:
+            raise ValueError(f"slab_start must be in [0, {len(slabs) - num}] for {num} slices of "
+                             f"{slabs[0].name.split('[')[0]}, got {slab_start}")
+        start = int(slab_start)
     pose = _draw_augmentation(rng, max_shift, max_angle) if augment else None
     out = np.empty((num, int(size[0]), int(size[1])), dtype=np.float32)
     for i in range(num):

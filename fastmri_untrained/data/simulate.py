@@ -93,6 +93,8 @@ class SimulationConfig:
             every simulated file does).
         slab_source: one of ``images.SLAB_SOURCES`` (dipy's b0 volume, 10 slices; the MNI152
             T1 template, 30 slices 3 mm apart).
+        slab_starts: with ``contiguous``, the first slice of each volume's slab (one per volume);
+            None draws each from the seed. Fixed starts keep test slabs apart from training slabs.
     """
 
     challenge: str = "multicoil"
@@ -110,6 +112,7 @@ class SimulationConfig:
     sources: Optional[tuple[int, ...]] = None
     contiguous: bool = False
     slab_source: str = SLAB_SOURCE
+    slab_starts: Optional[tuple[int, ...]] = None
 
     def __post_init__(self):
         if self.challenge not in CHALLENGES:
@@ -131,6 +134,15 @@ class SimulationConfig:
         depth = SLAB_SOURCES[self.slab_source]
         if self.contiguous and self.slices > depth:
             raise ValueError(f"slices must be <= {depth} for contiguous slabs of {self.slab_source}, got {self.slices}")
+        if self.slab_starts is not None:
+            if not self.contiguous:
+                raise ValueError("slab_starts applies to contiguous slabs only (contiguous=True)")
+            if len(self.slab_starts) != self.num_volumes:
+                raise ValueError(f"slab_starts: one per volume ({self.num_volumes}), got {len(self.slab_starts)}")
+            bad = [s for s in self.slab_starts if not 0 <= s <= depth - self.slices]
+            if bad:
+                raise ValueError(f"slab_starts must be in [0, {depth - self.slices}] for {self.slices} slices of "
+                                 f"{self.slab_source}, got {bad}")
 
     @property
     def recon_size(self) -> tuple[int, int]:
@@ -354,7 +366,8 @@ def simulate_volume(
     # Separate streams for image choice and for phase/noise, both fixed by (seed, index).
     images, names = mr_images(S, (h, w), seed=(config.seed, index, 0), augment=config.augment,
                               sources=config.sources, return_sources=True, contiguous=config.contiguous,
-                              slab_source=config.slab_source)
+                              slab_source=config.slab_source,
+                              slab_start=None if config.slab_starts is None else config.slab_starts[index])
     rng = np.random.default_rng((config.seed, index, 1))
     kshape = (S, config.coils, H, W) if config.multicoil else (S, H, W)
     path = Path(path)
