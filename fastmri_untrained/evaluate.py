@@ -91,35 +91,55 @@ def slice_metrics(target: np.ndarray, recon: np.ndarray, maxval: Optional[float]
 BOOTSTRAP_RESAMPLES = 10_000
 
 
-def bootstrap_ci(values, level: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
-                 ) -> tuple[float, float]:
+def bootstrap_ci(values, level: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+                 groups=None) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of ``values`` (slices resampled with replacement).
 
-    With one value the interval is that value (nothing to resample): callers say how many slices.
+    With ``groups`` (one label per value, e.g. the volume of each slice) whole groups are
+    resampled instead, and each resample's mean is over all slices of the groups drawn: neighbouring
+    slices of one volume are not independent, and this interval says so by being wider.
+    With one value (or one group) the interval is the mean itself (nothing to resample): callers
+    say how many slices and volumes.
     """
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
         raise ValueError("values is empty: no interval")
-    if values.size == 1:
-        return float(values[0]), float(values[0])
     rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, values.size, size=(resamples, values.size))].mean(axis=1)
     tail = (1 - level) / 2 * 100
+    if groups is not None:
+        labels, index = np.unique(np.asarray(groups), return_inverse=True)
+        if index.size != values.size:
+            raise ValueError(f"groups: one label per value, got {index.size} for {values.size} values")
+        if labels.size == 1:
+            return float(values.mean()), float(values.mean())
+        sums, counts = np.bincount(index, weights=values), np.bincount(index).astype(np.float64)
+        draws = rng.integers(0, labels.size, size=(resamples, labels.size))
+        means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    else:
+        if values.size == 1:
+            return float(values[0]), float(values[0])
+        means = values[rng.integers(0, values.size, size=(resamples, values.size))].mean(axis=1)
     low, high = np.percentile(means, [tail, 100 - tail])
     return float(low), float(high)
 
 
-def interval_summary(values, **kwargs) -> dict:
-    """{"mean", "ci_low", "ci_high", "n"}: a mean over slices and its bootstrap interval."""
+def interval_summary(values, groups=None, **kwargs) -> dict:
+    """{"mean", "ci_low", "ci_high", "n"}: a mean over slices and its bootstrap interval over
+    slices; with ``groups`` (the volume of each slice) also "ci_low_volumes", "ci_high_volumes"
+    (whole volumes resampled) and "volumes"."""
     values = np.asarray(values, dtype=np.float64)
     low, high = bootstrap_ci(values, **kwargs)
-    return {"mean": float(values.mean()), "ci_low": low, "ci_high": high, "n": int(values.size)}
+    out = {"mean": float(values.mean()), "ci_low": low, "ci_high": high, "n": int(values.size)}
+    if groups is not None:
+        low, high = bootstrap_ci(values, groups=groups, **kwargs)
+        out.update(ci_low_volumes=low, ci_high_volumes=high, volumes=int(np.unique(np.asarray(groups)).size))
+    return out
 
 
 def paired_difference(values, reference, higher_is_better: bool = True, **kwargs) -> dict:
     """A method against a reference on the same slices: the mean of ``values - reference`` with its
-    bootstrap interval (the pairs resampled together), and the fraction of slices where the
-    method is better (ties count half)."""
+    bootstrap interval (the pairs resampled together; with ``groups``, also whole volumes), and the
+    fraction of slices where the method is better (ties count half)."""
     values, reference = np.asarray(values, dtype=np.float64), np.asarray(reference, dtype=np.float64)
     if values.shape != reference.shape:
         raise ValueError(f"paired values need the same slices: {values.shape} vs {reference.shape}")

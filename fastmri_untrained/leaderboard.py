@@ -332,7 +332,7 @@ def slice_intervals(slice_rows: Sequence[dict]) -> dict:
     out: dict = {}
     for name in dict.fromkeys(r["method"] for r in slice_rows):
         rows = [r for r in slice_rows if r["method"] == name]
-        out[name] = {m: interval_summary([r[m] for r in rows]) for m in METRICS}
+        out[name] = {m: interval_summary([r[m] for r in rows], groups=[r["file"] for r in rows]) for m in METRICS}
     return out
 
 
@@ -346,7 +346,8 @@ def paired_table(slice_rows: Sequence[dict], reference: str) -> dict:
             continue
         rows = [r for r in slice_rows if r["method"] == name]
         out[name] = {m: paired_difference([r[m] for r in rows], [ref[key(r)][m] for r in rows],
-                                          higher_is_better=m != "NMSE") for m in METRICS}
+                                          higher_is_better=m != "NMSE", groups=[r["file"] for r in rows])
+                     for m in METRICS}
     return out
 
 
@@ -408,7 +409,8 @@ def format_paired(paired: dict, reference: str) -> str:
     """Per method: mean difference to the reference [interval] and the fraction of slices won."""
     width = max(len(n) for n in paired) + 2
     lines = [f"paired against {reference} (method minus {reference}, same slices; an interval that excludes 0 "
-             "is a difference; won = fraction of slices where the method is better):",
+             "is a difference; slices of one volume are correlated, so paired.csv also gives the interval with "
+             "whole volumes resampled; won = fraction of slices where the method is better):",
              f"{'method':<{width}}" + "".join(f"{m + ' diff':>28}{'won':>7}" for m in METRICS)]
     for n in sorted(paired, key=lambda n: -paired[n]["SSIM"]["mean"]):
         lines.append(f"{n:<{width}}" + "".join(f"{_interval(paired[n][m], FORMATS[m], '+'):>28}"
@@ -489,8 +491,10 @@ SUMMARY_COLUMNS = ("acquisition", "rank", "method", "volumes") + tuple(
     c for m in METRICS for c in (m, m + "_std"))
 VOLUME_COLUMNS = ("method", "file", "acquisition", "slices", "maxval") + METRICS
 SLICE_COLUMNS = ("method", "file", "slice", "source") + METRICS
-INTERVAL_COLUMNS = ("source", "method", "metric", "mean", "ci_low", "ci_high", "n")
-PAIRED_COLUMNS = ("reference", "method", "metric", "mean", "ci_low", "ci_high", "n", "win_fraction")
+INTERVAL_COLUMNS = ("source", "method", "metric", "mean", "ci_low", "ci_high", "n", "ci_low_volumes",
+                    "ci_high_volumes", "volumes")
+PAIRED_COLUMNS = ("reference", "method", "metric", "mean", "ci_low", "ci_high", "n", "ci_low_volumes",
+                  "ci_high_volumes", "volumes", "win_fraction")
 
 
 def metric_bars(board: Leaderboard, path: Path) -> Path:

@@ -17,7 +17,9 @@ What it does, with the project's own commands (each printed as it runs):
    test split with every classical and un-trained method through the Lightning module, and
    ``predict-baseline`` with the trained ones; each method's wall time gives seconds per slice
    and slices per hour (the process count and threads are recorded beside it).
-4. ``evaluate`` ranks them with fastMRI's metrics (CSV, JSON, PNG per protocol).
+4. ``evaluate`` ranks them with fastMRI's metrics (CSV, JSON, PNG per protocol), with 95%
+   bootstrap intervals over slices and every method minus L1-wavelet (``report/``) and minus the
+   U-Net (``report_vs_unet/``) on the same slices.
 5. Throughput with more processes: the ConvDecoder at the first protocol again, as a
    ``--devices N --strategy ddp`` CPU job (a separate process tree, as a user would launch it),
    with its slices per hour and whether its files equal the 1-process ones bit for bit.
@@ -234,12 +236,26 @@ def reconstruct_protocol(setting: Setting, paths: dict, checkpoints: dict, root:
     return timings
 
 
+#: Every method is compared slice by slice with these (when they ran): ``evaluate --paired-against``.
+PAIRED_REFERENCES = ("l1-wavelet", "unet")
+
+
 def evaluate_protocol(paths: dict, root: Path, accel: float, methods) -> dict:
+    """``evaluate`` one protocol: report/ (paired against the first reference that ran) and one
+    report_vs_REFERENCE/ per further reference; returns report/'s board with every reference's
+    paired table under "paired_against_all"."""
     proto = root / f"{accel:g}x"
-    run_command(["evaluate", "--target-path", str(paths["test"]), "--challenge", "multicoil",
-                 "--predictions-path", *(str(proto / m) for m in methods), "--out", str(proto / "report")],
-                log=root / "commands.log")
-    return json.loads((proto / "report" / "leaderboard.json").read_text())
+    references = [m for m in PAIRED_REFERENCES if m in methods] or [None]
+    boards = {}
+    for i, ref in enumerate(references):
+        out = proto / ("report" if i == 0 else f"report_vs_{ref}")
+        run_command(["evaluate", "--target-path", str(paths["test"]), "--challenge", "multicoil",
+                     "--predictions-path", *(str(proto / m) for m in methods), "--out", str(out),
+                     *(["--paired-against", ref] if ref else [])], log=root / "commands.log")
+        boards[ref] = json.loads((out / "leaderboard.json").read_text())
+    board = boards[references[0]]
+    board["paired_against_all"] = {ref: b["paired"] for ref, b in boards.items() if ref}
+    return board
 
 
 def ddp_throughput(setting: Setting, paths: dict, root: Path, accel: float, cf: float, seed: int) -> dict:
@@ -277,15 +293,35 @@ def _read(path: Path) -> np.ndarray:
         return hf["reconstruction"][()]
 
 
+def _ci(stats: dict, sign: str = "") -> str:
+    return f"{stats['mean']:{sign}.4f} [{stats['ci_low']:{sign}.4f}, {stats['ci_high']:{sign}.4f}]"
+
+
 def markdown(result: dict) -> str:
-    lines = ["| accel. | rank | method | SSIM | PSNR (dB) | NMSE | s / slice | slices / hour |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| accel. | rank | method | SSIM | SSIM per slice [95% CI] | PSNR (dB) | NMSE | s / slice | slices / hour |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for p in result["protocols"]:
         for method in p["ranking"]:
             s, t = p["summary"][method], p["timing"][method]
             per_slice = t["seconds"] / t["slices"]
-            lines.append(f"| {p['acceleration']:g}x | {s['rank']} | {method} | {s['SSIM']:.4f} | {s['PSNR']:.2f} | "
+            interval = p.get("intervals", {}).get(method, {}).get("SSIM")
+            lines.append(f"| {p['acceleration']:g}x | {s['rank']} | {method} | {s['SSIM']:.4f} | "
+                         f"{_ci(interval) if interval else '-'} | {s['PSNR']:.2f} | "
                          f"{s['NMSE']:.4f} | {per_slice:.1f} | {3600 / per_slice:.0f} |")
+    references = sorted({ref for p in result["protocols"] for ref in p.get("paired", {})},
+                        key=lambda r: PAIRED_REFERENCES.index(r))
+    if references:
+        lines += ["", "| accel. | method | " + " | ".join(f"SSIM minus {r} [95% CI] over slices / volumes (slices won)"
+                                                        for r in references)
+                  + " |", "|---|---|" + "---|" * len(references)]
+        for p in result["protocols"]:
+            for method in p["ranking"]:
+                cells = []
+                for ref in references:
+                    d = p.get("paired", {}).get(ref, {}).get(method, {}).get("SSIM")
+                    volumes = f" / [{d['ci_low_volumes']:+.4f}, {d['ci_high_volumes']:+.4f}]" if "volumes" in d else ""
+                    cells.append(f"{_ci(d, '+')}{volumes} ({d['win_fraction']:.2f})" if d else "-")
+                lines.append(f"| {p['acceleration']:g}x | {method} | " + " | ".join(cells) + " |")
     ddp = result.get("ddp")
     if ddp:
         one = result["protocols"][0]["timing"][ddp["method"]]
@@ -314,7 +350,8 @@ def run(setting: Setting, root: Path, seed: int = 0) -> dict:
         timing = reconstruct_protocol(setting, paths, checkpoints, root, accel, cf, seed)
         board = evaluate_protocol(paths, root, accel, list(timing))
         result["protocols"].append({"acceleration": accel, "center_fraction": cf, "ranking": board["ranking"],
-                                    "summary": board["summary"], "timing": timing})
+                                    "summary": board["summary"], "intervals": board.get("intervals", {}),
+                                    "paired": board["paired_against_all"], "timing": timing})
     if setting.ddp_processes > 1 and setting.ddp_method in setting.methods:
         accel, cf = setting.protocols[0]  # compared with this run's 1-process files of the method
         result["ddp"] = {"method": setting.ddp_method, **ddp_throughput(setting, paths, root, accel, cf, seed)}
@@ -336,6 +373,7 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--methods", nargs="+", help=f"subset of {', '.join(CLASSICAL + UNTRAINED)}")
     p.add_argument("--trained", nargs="*", help="subset of unet varnet (none: skip the trained baselines)")
+    p.add_argument("--accelerations", nargs="+", type=float, help="subset of the protocols' accelerations (4 8)")
     args = p.parse_args(argv)
     setting = dataclasses.replace(SIZES["quick" if args.quick else args.size])
     if args.snr is not None:
@@ -344,6 +382,11 @@ def main(argv=None) -> dict:
         setting.snr = args.snr
     if args.methods:
         setting.methods = tuple(args.methods)
+    if args.accelerations:
+        known = {a for a, _ in setting.protocols}
+        if not set(args.accelerations) <= known:
+            p.error(f"--accelerations must be among {sorted(known)}, got {args.accelerations}")
+        setting.protocols = tuple(pc for pc in setting.protocols if pc[0] in args.accelerations)
     if args.trained is not None:
         setting.trained = tuple(args.trained)
     return run(setting, args.out, args.seed)

@@ -4,7 +4,8 @@
     .venv/bin/python scripts/real_data_diagnosis.py l1 --file brain_8coil_sigpy.npy
         SigPy L1-wavelet over weights x ESPIRiT map crops x wavelets, on our maps and on BART's
         (``bart ecalib -m1``, when installed), and BART's ``pics`` with and without its random
-        wavelet shifts (``-n``): which of maps, weight or solver makes the gap to BART.
+        wavelet shifts (``-n``): which of maps, weight or solver makes the gap to BART; with
+        ``--cycle-spin`` the package's shifted solver over map crops x weights instead.
     .venv/bin/python scripts/real_data_diagnosis.py curve --file brain_8coil_sigpy.npy \\
             --method deep-decoder --forward-model sense --maps-crop 0.95 --iterations 1500 --lr 0.008
         The held-out NMSE of an un-trained fit every 50 iterations (constant learning rate unless
@@ -16,6 +17,10 @@
         demo-size slices (seeds 0 and 1, 4x and 8x equispaced: held-out NMSE and SSIM to the
         target), each slice's estimated noise level beside it, and the package default: whether
         held-out NMSE picks the weight SSIM picks, and how the default rule fares.
+
+    .venv/bin/python scripts/real_data_diagnosis.py floor
+        The held-out NMSE that the noise alone sets on each real file (the estimated noise level
+        against the held-out samples' energy): how far any method is from the best possible.
 
 Prints one line per configuration and appends it as JSON to ``--out`` (default
 ``outputs/real_data_diagnosis.jsonl``).
@@ -54,6 +59,8 @@ def split(file: str, fraction: float, seed: int):
 
 
 def l1(args) -> list[dict]:
+    if args.cycle_spin:
+        return l1_cycle_spin(args)
     sample, fit_mask, held = split(args.file, args.holdout, args.seed)
     kept = (sample.kspace * fit_mask).numpy()
     maps = {f"ours crop {c:g}": espirit_maps(kept, fit_mask, crop=c) for c in args.crops}
@@ -83,6 +90,24 @@ def l1(args) -> list[dict]:
                              "holdout_nmse": kspace_nmse(predicted, sample.kspace, held),
                              "fit_nmse": kspace_nmse(predicted, sample.kspace, fit_mask)})
                 print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def l1_cycle_spin(args) -> list[dict]:
+    """The package's L1-wavelet with random wavelet shifts (``SigPyRecon(cycle_spin=True)``) over
+    map crops x weights, through the package's own held-out score."""
+    from fastmri_untrained.baselines import SigPyRecon
+    from fastmri_untrained.pipeline import holdout_score
+
+    sample = kspace_file_sample(SHARED / args.file)
+    rows = []
+    for crop in args.crops:
+        baselines.sense_maps_for.__defaults__ = (1, crop)  # the maps crop (the package's is 0)
+        for lamda in args.lamdas:
+            recon = SigPyRecon(method="l1-wavelet", lamda=lamda, cycle_spin=True)
+            rows.append({"file": args.file, "maps": f"ours crop {crop:g}", "lamda": lamda, "cycle_spin": True,
+                         "holdout_nmse": holdout_score(recon, sample, args.holdout, args.seed)})
+            print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
@@ -148,6 +173,22 @@ def curve_row(args, what: str, iterations, values, seconds: float) -> dict:
     return row
 
 
+def floor(args) -> list[dict]:
+    """The held-out NMSE that the noise alone sets: a prediction equal to the noise-free k-space
+    still misses the noise of each held-out sample (2 sigma^2 per complex sample, sigma from
+    ``kspace_noise_std``)."""
+    rows = []
+    for file in FILES:
+        sample, _, held = split(file, args.holdout, args.seed)
+        sigma = kspace_noise_std(sample.kspace, sample.mask)
+        measured = sample.kspace[:, held.bool()] if held.dim() == 2 else sample.kspace[held.bool()]
+        row = {"file": file, "noise_std": sigma, "held_out_samples": int(measured.numel()),
+               "noise_floor_nmse": measured.numel() * 2 * sigma ** 2 / float((measured.abs() ** 2).sum())}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
 def weights(args) -> list[dict]:
     from fastmri_untrained.baselines import SigPyRecon, default_lamda
     from fastmri_untrained.evaluate import slice_ssim
@@ -177,7 +218,7 @@ def weights(args) -> list[dict]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=("l1", "curve", "weights"))
+    p.add_argument("what", choices=("l1", "curve", "weights", "floor"))
     p.add_argument("--file", choices=FILES, default=FILES[0])
     p.add_argument("--holdout", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
@@ -197,11 +238,12 @@ def main(argv=None) -> int:
                    help="curve: fit from seeds seed..seed+N-1 and score the mean of the first 2..N too")
     p.add_argument("--kspace-weight", type=float, default=0.0, help="loss weight |k|^P (0: unweighted)")
     p.add_argument("--net", nargs="*", default=[], help="network overrides, e.g. channels=128")
-    p.add_argument("--cycle-spin", action="store_true", help="weights: L1-wavelet with random wavelet shifts")
+    p.add_argument("--cycle-spin", action="store_true",
+                   help="weights, l1: L1-wavelet with random wavelet shifts (l1: the package's solver over crops)")
     args = p.parse_args(argv)
     if not SHARED.is_dir():
         p.error(f"real k-space not found: {SHARED}")
-    rows = {"l1": l1, "curve": curve, "weights": weights}[args.what](args)
+    rows = {"l1": l1, "curve": curve, "weights": weights, "floor": floor}[args.what](args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("a") as f:
         for row in rows:

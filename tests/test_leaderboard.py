@@ -292,3 +292,26 @@ def test_bootstrap_interval_covers_the_mean_and_is_degenerate_where_it_must_be()
     assert (high - low) / 2 == pytest.approx(half, rel=0.15)  # bootstrap's sd uses ddof=0, plus resampling noise
     same = paired_difference(values, values)
     assert same["mean"] == 0 and same["win_fraction"] == 0.5
+
+
+def test_volume_bootstrap_widens_the_interval_when_slices_of_a_volume_move_together():
+    from fastmri_untrained.evaluate import bootstrap_ci, interval_summary
+
+    rng = np.random.default_rng(1)
+    # 4 volumes x 8 slices: a volume effect (sd 0.05) shared by its slices, small slice noise (sd 0.005).
+    groups = np.repeat(np.arange(4), 8)
+    values = 0.8 + rng.normal(0, 0.05, 4)[groups] + rng.normal(0, 0.005, 32)
+    slice_low, slice_high = bootstrap_ci(values)
+    volume_low, volume_high = bootstrap_ci(values, groups=groups)
+    # Resampling 32 "independent" slices claims about sqrt(8) times the precision that 4 volumes give.
+    assert (volume_high - volume_low) > 2 * (slice_high - slice_low)
+    # Equal-size groups: each resample's mean is the mean of the volume means drawn, so the interval
+    # is the bootstrap interval of the 4 volume means (same seed, same draws).
+    means = values.reshape(4, 8).mean(axis=1)
+    assert (volume_low, volume_high) == pytest.approx(bootstrap_ci(means), abs=1e-12)
+    stats = interval_summary(values, groups=groups)
+    assert stats["volumes"] == 4 and stats["n"] == 32
+    assert (stats["ci_low_volumes"], stats["ci_high_volumes"]) == (volume_low, volume_high)
+    assert bootstrap_ci(values[:8], groups=groups[:8]) == (values[:8].mean(), values[:8].mean())  # one volume
+    with pytest.raises(ValueError, match="groups"):
+        bootstrap_ci(values, groups=groups[:5])

@@ -29,8 +29,15 @@ def test_every_method_ranked_at_both_accelerations(board):
             assert p["timing"][m]["seconds"] > 0 and p["timing"][m]["slices"] == module.test_slices(module.QUICK) == 3
         for name in ("leaderboard.csv", "leaderboard.json", "metrics.png", "slices.png"):
             assert (root / f"{p['acceleration']}x" / "report" / name).is_file()
-    table = (root / "leaderboard.md").read_text()
-    assert table.count("| 4x |") == len(methods) and table.count("| 8x |") == len(methods)
+        # Paired against both references, on the same 3 slices.
+        assert set(p["paired"]) == {"l1-wavelet", "unet"}
+        assert set(p["paired"]["unet"]) == methods - {"unet"}
+        assert (root / f"{p['acceleration']}x" / "report_vs_unet" / "paired.csv").is_file()
+        assert p["intervals"]["conv-decoder"]["SSIM"]["n"] == 3
+    ranking, paired = (root / "leaderboard.md").read_text().split("\n\n")[:2]
+    assert ranking.count("| 4x |") == len(methods) and ranking.count("| 8x |") == len(methods)
+    assert "SSIM minus l1-wavelet [95% CI]" in paired and "SSIM minus unet [95% CI]" in paired
+    assert paired.count("| 8x |") == len(methods)
     assert json.loads((root / "leaderboard.json").read_text())["protocols"][1]["ranking"] == result["protocols"][1]["ranking"]
 
 
@@ -42,7 +49,7 @@ def test_reconstructions_are_fastmri_files_of_the_target_shape(board):
         with h5py.File(target_file) as hf:
             shape = hf["reconstruction_rss"].shape
         for method_dir in sorted((root / "8x").iterdir()):
-            if method_dir.name != "report":
+            if not method_dir.name.startswith("report"):
                 with h5py.File(method_dir / target_file.name) as hf:
                     assert hf["reconstruction"].shape == shape, method_dir.name
 
@@ -53,7 +60,7 @@ def test_rerun_resumes_without_reconstructing_again(board, monkeypatch):
     real = module.cli.main
     monkeypatch.setattr(module.cli, "main", lambda argv: calls.append(argv[0]) or real(argv))
     again = module.main(["--quick", "--out", str(root)])
-    assert calls == ["evaluate", "evaluate"]  # nothing simulated, trained or reconstructed twice
+    assert calls == ["evaluate"] * 4  # per protocol, against L1-wavelet and the U-Net; nothing else again
     assert again["protocols"][0]["summary"] == result["protocols"][0]["summary"]
 
 
@@ -69,13 +76,13 @@ def test_partial_rerun_refreshes_one_method_and_keeps_every_row(board, monkeypat
     real = module.cli.main
     monkeypatch.setattr(module.cli, "main", lambda argv: calls.append(argv[0]) or real(argv))
     again = module.main(["--quick", "--out", str(root), "--methods", "zero-filled", "--trained"])
-    assert calls == ["reconstruct", "evaluate", "reconstruct", "evaluate"]
+    assert calls == ["reconstruct", "evaluate", "evaluate"] * 2
     methods = set(module.CLASSICAL + module.UNTRAINED + module.TRAINED)
     for p in again["protocols"]:
         assert set(p["ranking"]) == methods
     saved = json.loads((root / "leaderboard.json").read_text())
     assert set(saved["protocols"][0]["ranking"]) == methods
-    assert (root / "leaderboard.md").read_text().count("| 4x |") == len(methods)
+    assert (root / "leaderboard.md").read_text().split("\n\n")[0].count("| 4x |") == len(methods)
     # Deterministic methods reproduce their rows exactly.
     assert again["protocols"][0]["summary"]["zero-filled"]["SSIM"] == result["protocols"][0]["summary"]["zero-filled"]["SSIM"]
 
