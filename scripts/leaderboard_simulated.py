@@ -319,8 +319,11 @@ def markdown(result: dict) -> str:
                 cells = []
                 for ref in references:
                     d = p.get("paired", {}).get(ref, {}).get(method, {}).get("SSIM")
+                    if not d:  # the reference itself
+                        cells.append("-")
+                        continue
                     volumes = f" / [{d['ci_low_volumes']:+.4f}, {d['ci_high_volumes']:+.4f}]" if "volumes" in d else ""
-                    cells.append(f"{_ci(d, '+')}{volumes} ({d['win_fraction']:.2f})" if d else "-")
+                    cells.append(f"{_ci(d, '+')}{volumes} ({d['win_fraction']:.2f})")
                 lines.append(f"| {p['acceleration']:g}x | {method} | " + " | ".join(cells) + " |")
     ddp = result.get("ddp")
     if ddp:
