@@ -36,7 +36,7 @@ import h5py
 import numpy as np
 from fastmri.data import transforms
 
-from .data.readers import TARGET_KEYS
+from .data.readers import TARGET_KEYS, read_slice_sources
 from .errors import InputError
 from .evaluate import (METRICS, format_table, interval_summary, paired_difference, slice_metrics, summarise,
                        volume_metrics)
@@ -249,8 +249,7 @@ def evaluate_volume(target_file: Path, pred_file: Path, challenge: str, maxval: 
     with h5py.File(target_file, "r") as hf:
         target = hf[TARGET_KEYS[challenge]][()]
         max_attr = hf.attrs.get("max")
-        sources = ([s.decode() if isinstance(s, bytes) else str(s) for s in hf.attrs["slice_sources"]]
-                   if "slice_sources" in hf.attrs else None)
+        sources = read_slice_sources(hf)
     with h5py.File(pred_file, "r") as hf:
         recon = hf[PRED_KEY][()]
     if target.shape[-2] < target.shape[-1]:

@@ -50,6 +50,7 @@ import torch
 
 from fastmri_untrained import cli
 from fastmri_untrained.data.images import SLAB_SOURCE
+from fastmri_untrained.data.readers import read_slice_sources
 from fastmri_untrained.data.simulate import SimulationConfig, simulate_dataset
 from fastmri_untrained.pipeline import write_json
 
@@ -174,7 +175,7 @@ def slice_sources(directory: Path) -> set[str]:
     names = set()
     for path in sorted(directory.glob("*.h5")):
         with h5py.File(path, "r") as hf:
-            names.update(n.decode() if isinstance(n, bytes) else str(n) for n in hf.attrs["slice_sources"])
+            names.update(read_slice_sources(hf) or ())
     return names
 
 

@@ -52,6 +52,12 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kspac
 FILES = ("brain_8coil_sigpy.npy", "brain_8coil_bart.cfl")
 
 
+def use_maps_crop(crop: float) -> None:
+    """Make the package's SENSE maps cropped at ``crop`` (baselines.MAPS_CROP; the package's is 0:
+    uncropped) for the rest of this process."""
+    baselines.sense_maps_for.__defaults__ = (1, crop)
+
+
 def split(file: str, fraction: float, seed: int):
     sample = kspace_file_sample(SHARED / file)
     fit_mask, held = holdout_split(sample.mask, fraction, seed=seed)
@@ -102,7 +108,7 @@ def l1_cycle_spin(args) -> list[dict]:
     sample = kspace_file_sample(SHARED / args.file)
     rows = []
     for crop in args.crops:
-        baselines.sense_maps_for.__defaults__ = (1, crop)  # the maps crop (the package's is 0)
+        use_maps_crop(crop)
         for lamda in args.lamdas:
             recon = SigPyRecon(method="l1-wavelet", lamda=lamda, cycle_spin=True)
             rows.append({"file": args.file, "maps": f"ours crop {crop:g}", "lamda": lamda, "cycle_spin": True,
@@ -114,8 +120,7 @@ def l1_cycle_spin(args) -> list[dict]:
 def curve(args) -> list[dict]:
     sample, fit_mask, held = split(args.file, args.holdout, args.seed)
     kept = sample._replace(kspace=sample.kspace * fit_mask, mask=fit_mask)
-    # The maps crop of the SENSE model (baselines.MAPS_CROP, the package's is 0: uncropped).
-    baselines.sense_maps_for.__defaults__ = (1, args.maps_crop)
+    use_maps_crop(args.maps_crop)
     net = dict(arg.split("=") for arg in args.net)
     net = {k: int(v) for k, v in net.items()}
     cfg = UntrainedConfig(method=args.method, forward_model=args.forward_model, ensemble=1, seed=args.seed, net=net)

@@ -30,6 +30,14 @@ TARGET_KEYS = {"multicoil": "reconstruction_rss", "singlecoil": "reconstruction_
 MAX_CFL_ELEMENTS = 2**32  # 32 GiB of complex64: a header asking for more is refused, not allocated
 
 
+def read_slice_sources(hf: h5py.File) -> "list[str] | None":
+    """The source of each slice of an open simulated file (its ``slice_sources`` attribute), or
+    None for a file without one (real data, older simulations)."""
+    if "slice_sources" not in hf.attrs:
+        return None
+    return [s.decode() if isinstance(s, bytes) else str(s) for s in hf.attrs["slice_sources"]]
+
+
 # --------------------------------------------------------------------------- BART cfl/hdr
 
 
