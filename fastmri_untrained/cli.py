@@ -200,6 +200,12 @@ def add_recon_args(p):
     p.add_argument("--batch-slices", type=_positive_int, default=1, metavar="K",
                    help="un-trained methods: fit up to K slices of a volume (and each slice's ensemble members) in "
                         "one pass; pays on a GPU, slower on a 2-core CPU (scripts/bench_batched.py)")
+    p.add_argument("--joint-slices", type=_positive_int, default=1, metavar="K",
+                   help="un-trained methods: fit up to K consecutive slices of a volume with ONE network (its "
+                        "layers shared, an output per slice); a volume then costs about one slice's fit "
+                        "(docs/benchmarks.md)")
+    p.add_argument("--joint-iterations", type=_positive_int, metavar="N",
+                   help="iterations of each joint network (--joint-slices; default: per method)")
     p.add_argument("--save-uncertainty", action="store_true",
                    help="un-trained ensembles (--ensemble >= 2; deep-decoder by default): also store the members' "
                         "per-pixel standard deviation as reconstruction_std in each output h5")
@@ -247,7 +253,8 @@ def untrained_config(args):
         fit_kwargs["lr"] = args.lr
     return UntrainedConfig(method=args.method, forward_model=args.forward_model, net=net,
                            fit=FitConfig(**fit_kwargs), early_stop=args.early_stop, ensemble=args.ensemble,
-                           warm_start=args.warm_start, batch=args.batch_slices, device=device, seed=args.seed)
+                           warm_start=args.warm_start, batch=args.batch_slices, joint_slices=args.joint_slices,
+                           joint_iterations=args.joint_iterations, device=device, seed=args.seed)
 
 
 def build_reconstructor(args):
@@ -304,6 +311,8 @@ def cmd_reconstruct(args) -> int:
 
     if args.report_holdout is not None and not 0 < args.report_holdout < 1:
         raise InputError("--report-holdout", f"must be in (0, 1), got {args.report_holdout}")
+    if args.report_holdout is not None and args.joint_slices > 1:
+        raise InputError("--report-holdout", "scores one slice's fit at a time; it cannot score --joint-slices fits")
     trainer_args(args)  # bad devices fail here, before any work
     args.output_format = tuple(dict.fromkeys(["fastmri"] + (args.output_format or [])))
     reconstructor = build_reconstructor(args)

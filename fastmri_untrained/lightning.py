@@ -263,15 +263,15 @@ class SliceReconstructionModule(pl.LightningModule):
     # -- steps --------------------------------------------------------------------------------
     def reconstruct(self, batch) -> list[tuple[MRISample, np.ndarray]]:
         """Take one slice (a fastMRI ``VarNetSample``); returns the (sample, image) pairs finished
-        now: this slice, or -- when an un-trained configuration has ``batch = K > 1`` -- nothing
-        until K slices of its volume (or the volume's last) are waiting, then all of them, fitted
-        in one pass (:meth:`recon.UntrainedReconstructor.reconstruct_volume`)."""
+        now: this slice, or -- when an un-trained configuration takes K > 1 slices per pass
+        (``batch`` or ``joint_slices``) -- nothing until K slices of its volume (or the volume's
+        last) are waiting, then all of them (:meth:`recon.UntrainedReconstructor.reconstruct_volume`)."""
         # Lightning runs test/predict under inference mode; the fit needs autograd, and tensors
         # made in inference mode cannot be saved for backward, so the sample is cloned out of it.
         sample = sample_from_varnet(batch, self.config.challenge)
         with torch.inference_mode(False):
             sample = sample._replace(kspace=sample.kspace.clone(), mask=sample.mask.clone())
-        batch_size = getattr(getattr(self._recon, "config", None), "batch", 1)
+        batch_size = getattr(getattr(self._recon, "config", None), "slices_per_pass", 1)
         if not isinstance(self._recon, UntrainedReconstructor) or batch_size == 1:
             return self._reconstruct([sample])
         self._waiting.append(sample)

@@ -17,6 +17,11 @@ fitted by the same reconstructor starts from that neighbour's fitted weights (an
 and is fitted for N iterations instead of the full budget. Off by default: at 20% of the
 iterations a volume takes a third of the time but loses 0.03 SSIM, at 35% 0.37-0.43 of the time
 at no measurable loss (docs/benchmarks.md).
+
+With ``joint_slices = K > 1`` a volume's slices are fitted K at a time by ONE network
+(:class:`JointProblem`): its layers are shared, its last 1x1 convolution gives each slice its own
+output channels -- as the coil-image model already gives each coil its own -- so K slices cost
+about one slice's fit (``JOINT_SCALE`` sets its budget; docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import torch
 
 from .baselines import sense_maps_for
 from .edges import channels_to_complex
+from .errors import InputError
 from .fit import EarlyStopConfig, FitConfig, FitResult, fit, fit_batched
 from .mri import (MRISample, Reconstruction, data_consistency, holdout_split, kspace_nmse, reduced_problem,
                   rss_image, to_target)
@@ -68,6 +74,13 @@ DEFAULT_FIT = {
     "dip": dict(iterations=1000, lr=0.002, lr_schedule="cosine", lr_min_factor=0.05),
 }
 
+# A joint network (UntrainedConfig.joint_slices) fits up to 8 slices with the layers of one. The
+# ConvDecoder needs more steps for that, at a larger step size: 1.5 x its per-slice iterations and
+# learning rate; the deep decoder gains from sharing at its per-slice budget (scripts/bench_volume.py,
+# docs/benchmarks.md). The DIP is not measured and takes the ConvDecoder's factors.
+JOINT_SCALE = {"conv-decoder": dict(iterations=1.5, lr=1.5), "deep-decoder": dict(iterations=1.0, lr=1.0),
+               "dip": dict(iterations=1.5, lr=1.5)}
+
 
 def default_net(method: str, out_size) -> dict:
     """The network configuration a method uses on an ``out_size`` grid when the user sets none."""
@@ -95,6 +108,12 @@ class UntrainedConfig:
     # Fits stepped together in one pass (fit.BatchedFitter): the ensemble members of a slice and,
     # for a volume (reconstruct_volume), its slices. 1: one fit after another (faster on CPU).
     batch: int = 1
+    # Consecutive slices of a volume (of one shape) fitted by ONE network whose last 1x1
+    # convolution gives each slice its own output channels (JointProblem): the layers are shared
+    # along the slice direction, so a volume costs about one slice's fit of ``joint_iterations``.
+    # 1: a network per slice.
+    joint_slices: int = 1
+    joint_iterations: Optional[int] = None  # None: the per-slice budget x JOINT_SCALE[method]
     data_consistency: bool = True
     reduce_readout: bool = True
     device: str = "cpu"
@@ -113,6 +132,15 @@ class UntrainedConfig:
         if not (isinstance(self.warm_start, int) and self.warm_start >= 0):
             raise ValueError(f"warm_start must be an integer >= 0 (iterations; 0 = off), got {self.warm_start!r}")
         check_positive_int("batch", self.batch)
+        check_positive_int("joint_slices", self.joint_slices)
+        if self.joint_iterations is not None:
+            check_positive_int("joint_iterations", self.joint_iterations)
+        if self.joint_slices > 1:
+            for name, value, off in (("warm_start", self.warm_start, 0), ("batch", self.batch, 1),
+                                     ("early_stop", self.early_stop, "none")):
+                if value != off:
+                    raise InputError("joint_slices", f"{self.joint_slices} fits a run of slices with one network; "
+                                                     f"it cannot be combined with {name} = {value!r}")
         if self.early_stop not in ("none", "holdout"):
             raise ValueError(f"early_stop must be 'none' or 'holdout', got {self.early_stop!r}")
 
@@ -129,6 +157,19 @@ class UntrainedConfig:
         if self.fit is not None:
             return self.fit
         return FitConfig(seed=self.seed, **DEFAULT_FIT[self.method])
+
+    def joint_fit_config(self) -> FitConfig:
+        """The fit of one joint network (``joint_slices > 1``): :meth:`fit_config` with its
+        iterations and learning rate scaled by ``JOINT_SCALE[method]`` (``joint_iterations``, when
+        set, replaces the scaled iterations)."""
+        fit_cfg, scale = self.fit_config(), JOINT_SCALE[self.method]
+        iterations = self.joint_iterations or max(1, round(scale["iterations"] * fit_cfg.iterations))
+        return dataclasses.replace(fit_cfg, iterations=iterations, lr=scale["lr"] * fit_cfg.lr)
+
+    @property
+    def slices_per_pass(self) -> int:
+        """How many slices of a volume one fit takes: ``joint_slices`` or ``batch``."""
+        return max(self.joint_slices, self.batch)
 
 
 class MRIProblem:
@@ -189,6 +230,60 @@ class MRIProblem:
         kspace = data_consistency(predicted, self.kspace, self.mask) if self.config.data_consistency else predicted
         image = rss_image(ifft2c(kspace))
         return to_target(image, self.sample.target_size), predicted
+
+
+class JointProblem:
+    """Consecutive slices of one shape fitted by one network: its output holds the slices'
+    outputs side by side along the channels (each slice ``problems[0].out_channels``), and its
+    forward model stacks each slice's own (operator, mask, maps) along a new first dimension."""
+
+    def __init__(self, problems: Sequence[MRIProblem]):
+        self.problems = list(problems)
+        first = self.problems[0]
+        if any(p.out_size != first.out_size or p.out_channels != first.out_channels for p in self.problems):
+            raise ValueError("problems: a joint fit needs slices of one grid and forward model")
+        self.channels = first.out_channels
+        self.kspace = torch.stack([p.kspace for p in self.problems])
+
+    def build_net(self, seed: int):
+        first = self.problems[0]
+        cfg = first.config
+        return build_net(cfg.method, len(self.problems) * self.channels, first.out_size, seed=seed,
+                         **cfg.net_overrides(first.out_size)).to(self.kspace.device)
+
+    def split(self, output: torch.Tensor) -> list[torch.Tensor]:
+        """The joint output (1, S x channels, H, W) as S per-slice outputs (1, channels, H, W)."""
+        return list(torch.split(output, self.channels, dim=1))
+
+    def forward_model(self):
+        """Network output -> the slices' predicted k-space (S, C, H, W). With one mask for all
+        slices (a fastMRI volume's), one Fourier transform of the stacked coil images: each
+        slice's own operator applied to its channels, without S separate transforms."""
+        shape = tuple(self.kspace.shape)
+        first = self.problems[0]
+        one_set = not first.use_sense or all(p.maps.ndim == 3 for p in self.problems)
+        if one_set and all(torch.equal(p.mask, first.mask) for p in self.problems[1:]):
+            fourier = SubsampledFourier(first.mask).to(self.kspace.device)
+            maps = torch.stack([p.maps for p in self.problems]) if first.use_sense else None
+
+            def stacked(output: torch.Tensor) -> torch.Tensor:
+                x = channels_to_complex(output)  # (S x complex channels per slice, H, W), slice-major
+                # SENSE: slice s's image times its own maps (Sense.expand of one set, per slice).
+                coil_images = x[:, None] * maps if maps is not None else x.reshape(shape)
+                return fourier(coil_images)
+        else:
+            models = [p.forward_model(p.mask) for p in self.problems]
+
+            def stacked(output: torch.Tensor) -> torch.Tensor:
+                return torch.stack([model(out) for model, out in zip(models, self.split(output))])
+
+        def forward(output: torch.Tensor) -> torch.Tensor:
+            predicted = stacked(output)
+            if tuple(predicted.shape) != shape:  # the loss would broadcast silently
+                raise ValueError(f"joint forward model: predicted {tuple(predicted.shape)}, measured {shape}")
+            return predicted
+
+        return forward
 
 
 class WarmStarts:
@@ -320,23 +415,51 @@ class UntrainedReconstructor:
         slice of another shape starts a new run, nothing is broadcast. Each fit equals its fit
         alone (tests/test_fit.py) except for warm starts: the slices of a run all start from the
         slice before the run (they cannot start from each other). With ``batch = 1`` or held-out
-        early stopping the slices are fitted one after another (:meth:`__call__`).
+        early stopping the slices are fitted one after another (:meth:`__call__`). With
+        ``config.joint_slices = K > 1`` runs of up to K slices of one shape are each fitted by one
+        network (:meth:`_fit_joint`).
         """
         cfg = self.config
         seeds = [cfg.seed] * len(samples) if seeds is None else list(seeds)
         if len(seeds) != len(samples):
             raise ValueError(f"seeds: one per sample, got {len(seeds)} for {len(samples)} samples")
+        if cfg.joint_slices > 1:
+            return [rec for run in _shape_runs(samples, cfg.joint_slices)
+                    for rec in self._fit_joint([samples[i] for i in run], [seeds[i] for i in run])]
         if not self._batched():
             return [self.with_seed(seed)(sample) for sample, seed in zip(samples, seeds)]
-        out, start = [], 0
-        while start < len(samples):
-            shape = _shape(samples[start])
-            stop = start + 1
-            while stop < len(samples) and stop - start < cfg.batch and _shape(samples[stop]) == shape:
-                stop += 1
-            out += self._fit_fitting_memory(samples[start:stop], seeds[start:stop])
-            start = stop
-        return out
+        return [rec for run in _shape_runs(samples, cfg.batch)
+                for rec in self._fit_fitting_memory([samples[i] for i in run], [seeds[i] for i in run])]
+
+    def _fit_joint(self, samples: Sequence[MRISample], seeds: Sequence[int]) -> list[Reconstruction]:
+        """The slices ``samples`` (one shape) fitted by one network per ensemble member
+        (:class:`JointProblem`), seeded by the first slice's seed; a run of one slice is an
+        ordinary fit."""
+        if len(samples) == 1:
+            return [self.with_seed(seeds[0])(samples[0])]
+        cfg = self.config
+        problems = [MRIProblem(sample, cfg) for sample in samples]
+        joint = JointProblem(problems)
+        fit_cfg = dataclasses.replace(cfg.joint_fit_config(), show_progress=self.show_progress)
+        outputs: list[list[torch.Tensor]] = [[] for _ in problems]
+        seconds = 0.0
+        for member in range(cfg.ensemble):
+            seed = seeds[0] + member
+            desc = f"{cfg.method} {samples[0].fname}:{samples[0].slice_num}-{samples[-1].slice_num} (joint)"
+            if cfg.ensemble > 1:
+                desc += f" [{member + 1}/{cfg.ensemble}]"
+            result = fit(joint.build_net(seed), joint.forward_model(), joint.kspace,
+                         dataclasses.replace(fit_cfg, seed=seed), description=desc)
+            for slice_outputs, output in zip(outputs, joint.split(result.output)):
+                slice_outputs.append(output)
+            seconds += result.seconds
+            if member == 0:
+                self.last_fit = result
+        info = {"ensemble": cfg.ensemble, "warm_start": False, "joint": len(problems),
+                "iterations": result.iterations, "returned_iteration": result.returned_iteration,
+                "stop_reason": result.stop_reason, "seconds": seconds / len(problems)}
+        return [finish_members(problem, slice_outputs, {**info, "grid_rows": problem.rows})
+                for problem, slice_outputs in zip(problems, outputs)]
 
     def _fit_fitting_memory(self, samples: Sequence[MRISample], seeds: Sequence[int]) -> list[Reconstruction]:
         """:meth:`_fit_together`, halving the run while the device runs out of memory (one line
@@ -417,6 +540,19 @@ class UntrainedReconstructor:
             result = fit(net, problem.forward_model(problem.mask), problem.kspace, refit_cfg,
                          monitor=track, description=desc)
         return result, holdout_info, net
+
+
+def _shape_runs(samples: Sequence[MRISample], size: int) -> list[range]:
+    """Indices of ``samples`` in runs of up to ``size`` consecutive slices of one shape (a slice
+    of another shape starts a new run: nothing is broadcast)."""
+    runs, start, n = [], 0, len(samples)
+    while start < n:
+        stop = start + 1
+        while stop < n and stop - start < size and _shape(samples[stop]) == _shape(samples[start]):
+            stop += 1
+        runs.append(range(start, stop))
+        start = stop
+    return runs
 
 
 def _shape(sample: MRISample) -> tuple:

@@ -12,6 +12,9 @@ in these variants:
 - ``scratch``: every slice fitted from scratch (``warm_start=0``);
 - ``warm``: the first slice from scratch, every other from its fitted neighbour for
   ``--warm-fraction`` of the method's iterations (``UntrainedConfig.warm_start``);
+- ``joint``: the slices fitted by one network per run of ``--joint-slices`` slices
+  (``UntrainedConfig.joint_slices``; its iterations and learning rate ``JOINT_SCALE[method]`` x the method's,
+  or ``--joint-iterations``);
 - ``batched`` (not run by default on a CPU): all slices, and their ensemble members, from scratch
   in one pass (``UntrainedConfig.batch``; ``scripts/bench_batched.py`` times one step of it).
 
@@ -35,7 +38,7 @@ from fastmri_untrained.pipeline import write_json
 
 CENTRE = {4: 0.08, 8: 0.04}
 METHODS = ("conv-decoder", "deep-decoder")
-VARIANTS = ("scratch", "warm", "batched")
+VARIANTS = ("scratch", "warm", "joint", "batched")
 SHAPE, QUICK_SHAPE = (256, 192), (64, 48)
 QUICK_ITERATIONS = 8
 
@@ -54,19 +57,22 @@ def run_one(args) -> dict:
         fit["iterations"] = QUICK_ITERATIONS
     warm = max(1, round(args.warm_fraction * fit["iterations"])) if variant == "warm" else 0
     batch = args.slices if variant == "batched" else 1
-    config = UntrainedConfig(method=method, fit=FitConfig(**fit, seed=args.seed), seed=args.seed, warm_start=warm,
-                             batch=batch, device=args.device)
+    joint = min(args.joint_slices, args.slices) if variant == "joint" else 1
+    fit_seed = args.seed if args.fit_seed is None else args.fit_seed
+    config = UntrainedConfig(method=method, fit=FitConfig(**fit, seed=fit_seed), seed=fit_seed, warm_start=warm,
+                             batch=batch, joint_slices=joint, joint_iterations=args.joint_iterations,
+                             device=args.device)
     out = Path(args.out) / "recon" / f"{method}_{accel}x_{variant}"
     start = time.perf_counter()
     rows = reconstruct_dataset(Path(args.out) / "data", out, method,
                                mask=MaskSpec(accelerations=(accel,), center_fractions=(CENTRE[accel],)),
-                               reconstructor=UntrainedReconstructor(config, show_progress=False), seed=args.seed,
+                               reconstructor=UntrainedReconstructor(config, show_progress=False), seed=fit_seed,
                                trainer={"accelerator": args.device, "devices": 1}, resume=False, log_images=0,
                                progress=False, log=lambda message: None)
     wall = time.perf_counter() - start
     row = rows[0]
-    return {"method": method, "acceleration": accel, "variant": variant, "warm_start": warm,
-            "iterations": fit["iterations"], "slices": args.slices, "wall_s": wall,
+    return {"method": method, "acceleration": accel, "variant": variant, "fit_seed": fit_seed, "warm_start": warm,
+            "joint_slices": joint, "iterations": (config.joint_fit_config() if joint > 1 else config.fit_config()).iterations, "slices": args.slices, "wall_s": wall,
             "s_per_slice": wall / args.slices, "SSIM": row["SSIM"], "PSNR": row["PSNR"], "NMSE": row["NMSE"],
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -82,14 +88,16 @@ def simulate(out: Path, slices: int, quick: bool, seed: int) -> None:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| network | accel. | variant | warm-start iterations | wall s / volume | s / slice | SSIM | PSNR "
+    lines = ["| network | accel. | variant | iterations per fit | wall s / volume | s / slice | SSIM | PSNR "
              "| time vs scratch | SSIM vs scratch | peak RSS MiB |", "|" + " --- |" * 11]
     scratch = {(r["method"], r["acceleration"]): r for r in rows if r["variant"] == "scratch"}
     for r in rows:
         base = scratch.get((r["method"], r["acceleration"]))
         ratio = f"{r['wall_s'] / base['wall_s']:.2f}" if base else "-"
         delta = f"{r['SSIM'] - base['SSIM']:+.4f}" if base else "-"
-        lines.append(f"| {r['method']} | {r['acceleration']}x | {r['variant']} | {r['warm_start'] or '-'} | "
+        variant = r["variant"] + (f" ({r['joint_slices']} slices)" if r.get("joint_slices", 1) > 1 else "")
+        iterations = f"{r['iterations']}" + (f", warm {r['warm_start']}" if r["warm_start"] else "")
+        lines.append(f"| {r['method']} | {r['acceleration']}x | {variant} | {iterations} | "
                      f"{r['wall_s']:.0f} | {r['s_per_slice']:.1f} | {r['SSIM']:.4f} | {r['PSNR']:.2f} | {ratio} | "
                      f"{delta} | {r['peak_rss_mib']:.0f} |")
     return "\n".join(lines)
@@ -101,11 +109,16 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, required=True, help="output directory (data, runs, results)")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--accelerations", nargs="+", type=int, choices=sorted(CENTRE), default=[4, 8])
-    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=["scratch", "warm"])
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=["scratch", "joint"])
     p.add_argument("--slices", type=int, default=8, help="contiguous slices in the volume (at most 10)")
     p.add_argument("--warm-fraction", type=float, default=0.2,
                    help="warm-started slices run this fraction of the method's iterations")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--joint-slices", type=int, default=8, help="slices per joint network (variant joint)")
+    p.add_argument("--joint-iterations", type=int, default=None,
+                   help="iterations of each joint network (default: the package's JOINT_SCALE)")
+    p.add_argument("--seed", type=int, default=0, help="the simulated volume (and the fits, unless --fit-seed)")
+    p.add_argument("--fit-seed", type=int, default=None,
+                   help="the networks' seed (initialisation, input) alone: the same volume, another draw of the fits")
     p.add_argument("--device", default="cpu", help="cpu | cuda")
     p.add_argument("--quick", action="store_true", help=f"{QUICK_SHAPE} k-space, {QUICK_ITERATIONS} iterations")
     p.add_argument("--one", nargs=3, metavar=("METHOD", "ACCEL", "VARIANT"), help=argparse.SUPPRESS)
@@ -126,9 +139,14 @@ def main(argv=None) -> int:
                 if not path.exists():
                     cmd = [sys.executable, __file__, "--out", str(args.out), "--slices", str(args.slices),
                            "--warm-fraction", str(args.warm_fraction), "--seed", str(args.seed),
+                           "--joint-slices", str(args.joint_slices),
                            "--device", args.device, "--one", method, str(accel), variant]
                     if args.quick:
                         cmd.append("--quick")
+                    if args.fit_seed is not None:
+                        cmd += ["--fit-seed", str(args.fit_seed)]
+                    if args.joint_iterations:
+                        cmd += ["--joint-iterations", str(args.joint_iterations)]
                     done = subprocess.run(cmd, capture_output=True, text=True)
                     if done.returncode != 0:
                         print(done.stderr[-3000:], file=sys.stderr)

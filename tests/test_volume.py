@@ -215,8 +215,91 @@ def test_bench_volume_quick_runs_every_variant(tmp_path, load_script):
 
     bench = load_script("bench_volume")
     assert bench.main(["--quick", "--out", str(tmp_path), "--slices", "2", "--methods", "deep-decoder",
-                       "--accelerations", "4", "--variants", "scratch", "warm", "batched"]) == 0
+                       "--accelerations", "4", "--variants", "scratch", "warm", "joint", "batched"]) == 0
     rows = {r["variant"]: r for r in json.loads((tmp_path / "results.json").read_text())["rows"]}
-    assert set(rows) == {"scratch", "warm", "batched"} and rows["warm"]["warm_start"] > 0
+    assert set(rows) == {"scratch", "warm", "joint", "batched"} and rows["warm"]["warm_start"] > 0
+    assert rows["joint"]["joint_slices"] == 2 and rows["joint"]["iterations"] >= rows["scratch"]["iterations"]
     assert rows["batched"]["SSIM"] == pytest.approx(rows["scratch"]["SSIM"], abs=1e-4)
-    assert "| deep-decoder | 4x | warm |" in (tmp_path / "results.md").read_text()
+    assert "| deep-decoder | 4x | joint (2 slices) |" in (tmp_path / "results.md").read_text()
+
+
+def _contiguous_samples(tmp_path, slices=3, center=0.16):
+    from fastmri_untrained.pipeline import iterate_volumes
+
+    simulate_dataset(tmp_path / "data", config=SimulationConfig(num_volumes=1, slices=slices, coils=2,
+                                                                shape=(64, 48), contiguous=True), show_progress=False)
+    return next(iterate_volumes(sorted((tmp_path / "data").glob("*.h5")), "multicoil",
+                                MaskSpec(center_fractions=(center,))))[1]
+
+
+@pytest.mark.parametrize("forward_model", ["coil-images", "sense"])
+def test_joint_forward_model_is_each_slice_forward_model_on_its_channels(tmp_path, forward_model):
+    from fastmri_untrained.recon import JointProblem, MRIProblem
+
+    samples = _contiguous_samples(tmp_path, center=0.2)
+    config = UntrainedConfig(method="deep-decoder", forward_model=forward_model, net=dict(channels=8, layers=3))
+    # One mask for the volume (one stacked transform), and a slice with its own mask (a transform per slice).
+    other = samples[2].mask.clone()
+    other[..., other.shape[-1] // 2 + 5] = 1 - other[..., other.shape[-1] // 2 + 5]
+    for volume in (samples, samples[:2] + [samples[2]._replace(mask=other)]):
+        problems = [MRIProblem(s, config) for s in volume]
+        joint = JointProblem(problems)
+        output = joint.build_net(seed=0)()
+        assert output.shape[1] == 3 * problems[0].out_channels
+        predicted = joint.forward_model()(output)
+        assert predicted.shape == joint.kspace.shape
+        for i, problem in enumerate(problems):
+            part = output[:, i * problem.out_channels:(i + 1) * problem.out_channels]
+            expected = problem.forward_model(problem.mask)(part)
+            # Equal up to float32 rounding of FFTs run as one batch or one by one.
+            torch.testing.assert_close(predicted[i], expected, rtol=0, atol=1e-6 * float(expected.detach().abs().max()))
+
+
+def test_joint_slices_fit_runs_of_a_volume_with_one_network_and_a_last_single_slice_alone(tmp_path):
+    samples = _contiguous_samples(tmp_path)
+    config = UntrainedConfig(method="conv-decoder", net=dict(channels=8, layers=3), joint_slices=2,
+                             joint_iterations=7, fit=FitConfig(iterations=5, show_progress=False))
+    recon = UntrainedReconstructor(config, show_progress=False)
+    results = recon.reconstruct_volume(samples, seeds=[11, 12, 13])
+    assert [r.info.get("joint") for r in results] == [2, 2, None]
+    assert [r.info["iterations"] for r in results] == [7, 7, 5]
+    assert all(np.isfinite(r.image).all() and r.image.shape == (32, 32) for r in results)
+    # A run of one slice is the ordinary fit of that slice with its own seed.
+    alone = recon.with_seed(13)(samples[2])
+    np.testing.assert_array_equal(results[2].image, alone.image)
+    # The two slices of the joint run get different images from their own measurements.
+    assert not np.allclose(results[0].image, results[1].image)
+
+
+def test_joint_slices_refuse_what_they_cannot_combine_with():
+    for other in (dict(warm_start=3), dict(batch=2), dict(early_stop="holdout")):
+        with pytest.raises(InputError, match="joint_slices") as err:
+            UntrainedConfig(joint_slices=2, **other)
+        assert next(iter(other)) in str(err.value)
+    with pytest.raises(ValueError, match="joint_slices"):
+        UntrainedConfig(joint_slices=0)
+    with pytest.raises(ValueError, match="joint_iterations"):
+        UntrainedConfig(joint_slices=2, joint_iterations=0)
+    # The per-slice budget scaled by the method's factor, unless set.
+    cfg = UntrainedConfig(method="conv-decoder", joint_slices=8)
+    assert cfg.joint_fit_config().iterations > cfg.fit_config().iterations
+    assert UntrainedConfig(joint_slices=8, joint_iterations=40).joint_fit_config().iterations == 40
+
+
+def test_cli_joint_slices_through_the_driver_and_its_bad_combinations(tmp_path, capsys):
+    simulate_dataset(tmp_path / "data", config=SimulationConfig(num_volumes=1, slices=3, coils=2, shape=(64, 48),
+                                                                contiguous=True), show_progress=False)
+    common = ["--data-path", str(tmp_path / "data"), "--method", "conv-decoder", "--center-fractions", "0.16", "--channels", "8",
+              "--layers", "3", "--iterations", "4", "--no-progress"]
+    assert main(["reconstruct", *common, "--out", str(tmp_path / "joint"), "--joint-slices", "3"]) == 0
+    (path,) = sorted((tmp_path / "joint").glob("*.h5"))
+    with h5py.File(path, "r") as hf:
+        recon = hf["reconstruction"][()]
+    assert recon.shape == (3, 32, 32) and np.isfinite(recon).all()
+    capsys.readouterr()
+    assert main(["reconstruct", *common, "--out", str(tmp_path / "bad"), "--joint-slices", "2",
+                 "--warm-start", "2"]) == 2
+    assert "--joint-slices" in capsys.readouterr().err
+    assert main(["reconstruct", *common, "--out", str(tmp_path / "bad2"), "--joint-slices", "2",
+                 "--report-holdout", "0.1"]) == 2
+    assert "--report-holdout" in capsys.readouterr().err
