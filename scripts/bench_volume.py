@@ -13,8 +13,8 @@ in these variants:
 - ``warm``: the first slice from scratch, every other from its fitted neighbour for
   ``--warm-fraction`` of the method's iterations (``UntrainedConfig.warm_start``);
 - ``joint``: the slices fitted by one network per run of ``--joint-slices`` slices
-  (``UntrainedConfig.joint_slices``; its iterations and learning rate ``JOINT_SCALE[method]`` x the method's,
-  or ``--joint-iterations``);
+  (``UntrainedConfig.joint_slices``; iterations and learning rate ``JOINT_SCALE[method]`` x the
+  method's, or ``--joint-iterations``);
 - ``batched`` (not run by default on a CPU): all slices, and their ensemble members, from scratch
   in one pass (``UntrainedConfig.batch``; ``scripts/bench_batched.py`` times one step of it).
 
@@ -62,6 +62,7 @@ def run_one(args) -> dict:
     config = UntrainedConfig(method=method, fit=FitConfig(**fit, seed=fit_seed), seed=fit_seed, warm_start=warm,
                              batch=batch, joint_slices=joint, joint_iterations=args.joint_iterations,
                              device=args.device)
+    iterations = (config.joint_fit_config() if joint > 1 else config.fit_config()).iterations
     out = Path(args.out) / "recon" / f"{method}_{accel}x_{variant}"
     start = time.perf_counter()
     rows = reconstruct_dataset(Path(args.out) / "data", out, method,
@@ -72,7 +73,7 @@ def run_one(args) -> dict:
     wall = time.perf_counter() - start
     row = rows[0]
     return {"method": method, "acceleration": accel, "variant": variant, "fit_seed": fit_seed, "warm_start": warm,
-            "joint_slices": joint, "iterations": (config.joint_fit_config() if joint > 1 else config.fit_config()).iterations, "slices": args.slices, "wall_s": wall,
+            "joint_slices": joint, "iterations": iterations, "slices": args.slices, "wall_s": wall,
             "s_per_slice": wall / args.slices, "SSIM": row["SSIM"], "PSNR": row["PSNR"], "NMSE": row["NMSE"],
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
