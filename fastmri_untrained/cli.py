@@ -200,12 +200,15 @@ def add_recon_args(p):
     p.add_argument("--batch-slices", type=_positive_int, default=1, metavar="K",
                    help="un-trained methods: fit up to K slices of a volume (and each slice's ensemble members) in "
                         "one pass; pays on a GPU, slower on a 2-core CPU (scripts/bench_batched.py)")
-    p.add_argument("--joint-slices", type=_positive_int, default=1, metavar="K",
+    p.add_argument("--joint-slices", type=_positive_int, metavar="K",
                    help="un-trained methods: fit up to K consecutive slices of a volume with ONE network (its "
-                        "layers shared, an output per slice); a volume then costs about one slice's fit "
-                        "(docs/benchmarks.md)")
+                        "layers shared, an output per slice), then each slice briefly alone; a volume then costs "
+                        "about one slice's fit (default: 8 for deep-decoder; 1 for conv-decoder, dip and with "
+                        "--warm-start, --batch-slices or --early-stop holdout; docs/benchmarks.md)")
     p.add_argument("--joint-iterations", type=_positive_int, metavar="N",
-                   help="iterations of each joint network (--joint-slices; default: per method)")
+                   help="iterations of each joint network (default: per method)")
+    p.add_argument("--joint-refine", type=_nonnegative_int, metavar="N",
+                   help="iterations of each slice alone after its joint network (default: per method; 0: none)")
     p.add_argument("--save-uncertainty", action="store_true",
                    help="un-trained ensembles (--ensemble >= 2; deep-decoder by default): also store the members' "
                         "per-pixel standard deviation as reconstruction_std in each output h5")
@@ -254,7 +257,8 @@ def untrained_config(args):
     return UntrainedConfig(method=args.method, forward_model=args.forward_model, net=net,
                            fit=FitConfig(**fit_kwargs), early_stop=args.early_stop, ensemble=args.ensemble,
                            warm_start=args.warm_start, batch=args.batch_slices, joint_slices=args.joint_slices,
-                           joint_iterations=args.joint_iterations, device=device, seed=args.seed)
+                           joint_iterations=args.joint_iterations, joint_refine=args.joint_refine, device=device,
+                           seed=args.seed)
 
 
 def build_reconstructor(args):
@@ -311,8 +315,6 @@ def cmd_reconstruct(args) -> int:
 
     if args.report_holdout is not None and not 0 < args.report_holdout < 1:
         raise InputError("--report-holdout", f"must be in (0, 1), got {args.report_holdout}")
-    if args.report_holdout is not None and args.joint_slices > 1:
-        raise InputError("--report-holdout", "scores one slice's fit at a time; it cannot score --joint-slices fits")
     trainer_args(args)  # bad devices fail here, before any work
     args.output_format = tuple(dict.fromkeys(["fastmri"] + (args.output_format or [])))
     reconstructor = build_reconstructor(args)

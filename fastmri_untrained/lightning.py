@@ -47,7 +47,8 @@ from .evaluate import METRICS, VolumeTable
 from .fit import FitConfig, Fitter, FitResult, validation_every
 from .mri import MRISample, sample_from_varnet
 from .pipeline import (MaskSpec, VolumeAssembler, check_output_dir, finished_rows, for_slice, h5_files,
-                       holdout_score, make_reconstructor, save_volume, slice_seed, volume_row, write_reports)
+                       holdout_score, holdout_scores_volume, make_reconstructor, save_volume, slice_seed,
+                       volume_row, write_reports)
 from .recon import UNTRAINED_METHODS, MRIProblem, UntrainedConfig, UntrainedReconstructor, holdout_validation
 
 # The per-volume values gathered from all processes (besides the file name and method).
@@ -264,7 +265,7 @@ class SliceReconstructionModule(pl.LightningModule):
     def reconstruct(self, batch) -> list[tuple[MRISample, np.ndarray]]:
         """Take one slice (a fastMRI ``VarNetSample``); returns the (sample, image) pairs finished
         now: this slice, or -- when an un-trained configuration takes K > 1 slices per pass
-        (``batch`` or ``joint_slices``) -- nothing until K slices of its volume (or the volume's
+        (``batch`` or ``slices_per_network``) -- nothing until K slices of its volume (or the volume's
         last) are waiting, then all of them (:meth:`recon.UntrainedReconstructor.reconstruct_volume`)."""
         # Lightning runs test/predict under inference mode; the fit needs autograd, and tensors
         # made in inference mode cannot be saved for backward, so the sample is cloned out of it.
@@ -294,7 +295,11 @@ class SliceReconstructionModule(pl.LightningModule):
                     seeds = [slice_seed(self._recon.config.seed, s.fname, s.slice_num) for s in samples]
                     results = self._recon.reconstruct_volume(samples, seeds)
                 holdout = [None] * len(samples)
-                if self.config.report_holdout:
+                if self.config.report_holdout and len(samples) > 1 and self._recon.config.slices_per_network > 1:
+                    # Joint networks: the score refits the run together, as it was reconstructed.
+                    holdout = holdout_scores_volume(self._recon, samples, self.config.report_holdout,
+                                                    self.config.seed, seeds)
+                elif self.config.report_holdout:
                     holdout = [holdout_score(for_slice(self._recon, s), s, self.config.report_holdout,
                                              self.config.seed) for s in samples]
         seconds = (time.perf_counter() - start) / len(samples)

@@ -335,9 +335,25 @@ def holdout_reconstruction(reconstructor, sample: MRISample, fraction: float, se
     fit_mask, held = holdout_split(sample.mask, fraction, seed=seed)
     fit_sample = sample._replace(kspace=sample.kspace * fit_mask, mask=fit_mask)
     result = reconstructor(fit_sample)
+    return _holdout_nmse(result, sample, held), result
+
+
+def holdout_scores_volume(reconstructor: UntrainedReconstructor, samples: list[MRISample], fraction: float,
+                          seed: int, slice_seeds: list[int]) -> list[float]:
+    """:func:`holdout_score` of each of a volume's ``samples`` reconstructed together, as
+    :meth:`UntrainedReconstructor.reconstruct_volume` does (joint networks): every slice loses its
+    own held-out ``fraction`` (split from ``seed``), the slices are fitted with ``slice_seeds``."""
+    splits = [holdout_split(sample.mask, fraction, seed=seed) for sample in samples]
+    fit_samples = [sample._replace(kspace=sample.kspace * fit_mask, mask=fit_mask)
+                   for sample, (fit_mask, _) in zip(samples, splits)]
+    results = reconstructor.reconstruct_volume(fit_samples, slice_seeds)
+    return [_holdout_nmse(result, sample, held) for result, sample, (_, held) in zip(results, samples, splits)]
+
+
+def _holdout_nmse(result, sample: MRISample, held: torch.Tensor) -> float:
     rows = result.info.get("grid_rows", sample.kspace.shape[-2])
     measured = sample.kspace if rows == sample.kspace.shape[-2] else reduce_readout(sample.kspace, rows)
-    return kspace_nmse(result.kspace, measured, held), result
+    return kspace_nmse(result.kspace, measured, held)
 
 
 def holdout_score(reconstructor, sample: MRISample, fraction: float, seed: int = 0) -> float:

@@ -21,7 +21,9 @@ at no measurable loss (docs/benchmarks.md).
 With ``joint_slices = K > 1`` a volume's slices are fitted K at a time by ONE network
 (:class:`JointProblem`): its layers are shared, its last 1x1 convolution gives each slice its own
 output channels -- as the coil-image model already gives each coil its own -- so K slices cost
-about one slice's fit (``JOINT_SCALE`` sets its budget; docs/benchmarks.md).
+about one slice's fit; then each slice may take a few steps alone from its copy of the joint
+network (``JOINT_BUDGET`` sets both, ``DEFAULT_JOINT_SLICES`` where it is the default;
+docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -74,12 +76,34 @@ DEFAULT_FIT = {
     "dip": dict(iterations=1000, lr=0.002, lr_schedule="cosine", lr_min_factor=0.05),
 }
 
-# A joint network (UntrainedConfig.joint_slices) fits up to 8 slices with the layers of one. The
-# ConvDecoder needs more steps for that, at a larger step size: 1.5 x its per-slice iterations and
-# learning rate; the deep decoder gains from sharing at its per-slice budget (scripts/bench_volume.py,
-# docs/benchmarks.md). The DIP is not measured and takes the ConvDecoder's factors.
-JOINT_SCALE = {"conv-decoder": dict(iterations=1.5, lr=1.5), "deep-decoder": dict(iterations=1.0, lr=1.0),
-               "dip": dict(iterations=1.5, lr=1.5)}
+
+@dataclass(frozen=True)
+class JointBudget:
+    """The fit of a joint network (``UntrainedConfig.joint_slices``), relative to a method's
+    per-slice fit: ``iterations`` and ``lr`` scale the per-slice ones; then each slice gets its own
+    copy of the fitted network (:meth:`JointProblem.slice_net`) and ``refine`` x the per-slice
+    iterations more, alone, at ``refine_lr`` x the per-slice learning rate (0: none)."""
+
+    iterations: float = 1.0
+    lr: float = 1.0
+    refine: float = 0.0
+    refine_lr: float = 1.0
+
+
+# Measured with scripts/bench_volume.py (docs/benchmarks.md). The ConvDecoder's joint networks
+# leave its 4x volumes 0.01-0.02 SSIM short of its fits per slice; 100 steps per slice from the
+# joint network, at 1/16 of the learning rate (a full-rate Adam restart undoes the joint fit), gain
+# 0.010-0.017 on every draw measured. The deep decoder gains from sharing at its per-slice budget.
+# The DIP is not measured and takes the ConvDecoder's budget.
+JOINT_BUDGET = {"conv-decoder": JointBudget(iterations=1.0, lr=1.5, refine=0.1, refine_lr=1 / 16),
+                "deep-decoder": JointBudget(),
+                "dip": JointBudget(iterations=1.0, lr=1.5, refine=0.1, refine_lr=1 / 16)}
+# Slices one network fits by default (UntrainedConfig.joint_slices=None) where nothing per slice
+# (warm starts, batches, held-out early stopping) is asked for. The deep decoder's joint network
+# fits a volume in 13-16% of the time of its fits per slice at higher SSIM; the ConvDecoder's,
+# even refined, averages 0.005 SSIM below its fits per slice at 4x, so it stays per slice; the
+# DIP is not measured (docs/benchmarks.md).
+DEFAULT_JOINT_SLICES = {"conv-decoder": 1, "deep-decoder": 8, "dip": 1}
 
 
 def default_net(method: str, out_size) -> dict:
@@ -111,9 +135,11 @@ class UntrainedConfig:
     # Consecutive slices of a volume (of one shape) fitted by ONE network whose last 1x1
     # convolution gives each slice its own output channels (JointProblem): the layers are shared
     # along the slice direction, so a volume costs about one slice's fit of ``joint_iterations``.
-    # 1: a network per slice.
-    joint_slices: int = 1
-    joint_iterations: Optional[int] = None  # None: the per-slice budget x JOINT_SCALE[method]
+    # 1: a network per slice. None: DEFAULT_JOINT_SLICES[method], or 1 where warm_start, batch or
+    # held-out early stopping asks for fits per slice (see slices_per_network).
+    joint_slices: Optional[int] = None
+    joint_iterations: Optional[int] = None  # None: the per-slice budget x JOINT_BUDGET[method]
+    joint_refine: Optional[int] = None  # per-slice steps after a joint fit; None: JOINT_BUDGET[method]
     data_consistency: bool = True
     reduce_readout: bool = True
     device: str = "cpu"
@@ -132,10 +158,13 @@ class UntrainedConfig:
         if not (isinstance(self.warm_start, int) and self.warm_start >= 0):
             raise ValueError(f"warm_start must be an integer >= 0 (iterations; 0 = off), got {self.warm_start!r}")
         check_positive_int("batch", self.batch)
-        check_positive_int("joint_slices", self.joint_slices)
+        if self.joint_slices is not None:
+            check_positive_int("joint_slices", self.joint_slices)
         if self.joint_iterations is not None:
             check_positive_int("joint_iterations", self.joint_iterations)
-        if self.joint_slices > 1:
+        if self.joint_refine is not None and not (isinstance(self.joint_refine, int) and self.joint_refine >= 0):
+            raise ValueError(f"joint_refine must be an integer >= 0 (iterations; 0 = none), got {self.joint_refine!r}")
+        if self.joint_slices is not None and self.joint_slices > 1:
             for name, value, off in (("warm_start", self.warm_start, 0), ("batch", self.batch, 1),
                                      ("early_stop", self.early_stop, "none")):
                 if value != off:
@@ -158,18 +187,39 @@ class UntrainedConfig:
             return self.fit
         return FitConfig(seed=self.seed, **DEFAULT_FIT[self.method])
 
+    @property
+    def per_slice_asked(self) -> bool:
+        """Whether warm starts, batches or held-out early stopping ask for a fit per slice."""
+        return self.warm_start > 0 or self.batch > 1 or self.early_stop != "none"
+
+    @property
+    def slices_per_network(self) -> int:
+        """Consecutive slices one network fits: ``joint_slices``, else the method's default
+        (``DEFAULT_JOINT_SLICES``) unless fits per slice are asked for."""
+        if self.joint_slices is not None:
+            return self.joint_slices
+        return 1 if self.per_slice_asked else DEFAULT_JOINT_SLICES[self.method]
+
     def joint_fit_config(self) -> FitConfig:
-        """The fit of one joint network (``joint_slices > 1``): :meth:`fit_config` with its
-        iterations and learning rate scaled by ``JOINT_SCALE[method]`` (``joint_iterations``, when
-        set, replaces the scaled iterations)."""
-        fit_cfg, scale = self.fit_config(), JOINT_SCALE[self.method]
-        iterations = self.joint_iterations or max(1, round(scale["iterations"] * fit_cfg.iterations))
-        return dataclasses.replace(fit_cfg, iterations=iterations, lr=scale["lr"] * fit_cfg.lr)
+        """The fit of one joint network: :meth:`fit_config` with its iterations and learning rate
+        scaled by ``JOINT_BUDGET[method]`` (``joint_iterations``, when set, replaces the scaled
+        iterations)."""
+        fit_cfg, budget = self.fit_config(), JOINT_BUDGET[self.method]
+        iterations = self.joint_iterations or max(1, round(budget.iterations * fit_cfg.iterations))
+        return dataclasses.replace(fit_cfg, iterations=iterations, lr=budget.lr * fit_cfg.lr)
+
+    def joint_refine_config(self) -> FitConfig:
+        """Each slice's own fit after a joint fit, from its copy of the joint network:
+        ``joint_refine`` (default ``JOINT_BUDGET[method].refine`` x the per-slice iterations)
+        iterations at ``refine_lr`` x the per-slice learning rate (0 iterations: none)."""
+        fit_cfg, budget = self.fit_config(), JOINT_BUDGET[self.method]
+        iterations = self.joint_refine if self.joint_refine is not None else round(budget.refine * fit_cfg.iterations)
+        return dataclasses.replace(fit_cfg, iterations=iterations, lr=budget.refine_lr * fit_cfg.lr)
 
     @property
     def slices_per_pass(self) -> int:
-        """How many slices of a volume one fit takes: ``joint_slices`` or ``batch``."""
-        return max(self.joint_slices, self.batch)
+        """How many slices of a volume one fit takes: joint or batched."""
+        return max(self.slices_per_network, self.batch)
 
 
 class MRIProblem:
@@ -250,6 +300,16 @@ class JointProblem:
         cfg = first.config
         return build_net(cfg.method, len(self.problems) * self.channels, first.out_size, seed=seed,
                          **cfg.net_overrides(first.out_size)).to(self.kspace.device)
+
+    def slice_net(self, net: torch.nn.Module, index: int, seed: int) -> torch.nn.Module:
+        """Slice ``index``'s own network: a copy of the joint network ``net`` (built with ``seed``)
+        whose last convolution (``head``) keeps that slice's block of output channels only, so that
+        it outputs ``split(net())[index]``."""
+        single = self.problems[index].build_net(seed)
+        rows = slice(index * self.channels, (index + 1) * self.channels)
+        single.load_state_dict({name: value[rows] if name.startswith("head.") else value
+                                for name, value in net.state_dict().items()})
+        return single
 
     def split(self, output: torch.Tensor) -> list[torch.Tensor]:
         """The joint output (1, S x channels, H, W) as S per-slice outputs (1, channels, H, W)."""
@@ -416,15 +476,15 @@ class UntrainedReconstructor:
         alone (tests/test_fit.py) except for warm starts: the slices of a run all start from the
         slice before the run (they cannot start from each other). With ``batch = 1`` or held-out
         early stopping the slices are fitted one after another (:meth:`__call__`). With
-        ``config.joint_slices = K > 1`` runs of up to K slices of one shape are each fitted by one
-        network (:meth:`_fit_joint`).
+        ``config.slices_per_network = K > 1`` (the deep decoder's and ConvDecoder's default) runs
+        of up to K slices of one shape are each fitted by one network (:meth:`_fit_joint`).
         """
         cfg = self.config
         seeds = [cfg.seed] * len(samples) if seeds is None else list(seeds)
         if len(seeds) != len(samples):
             raise ValueError(f"seeds: one per sample, got {len(seeds)} for {len(samples)} samples")
-        if cfg.joint_slices > 1:
-            return [rec for run in _shape_runs(samples, cfg.joint_slices)
+        if cfg.slices_per_network > 1:
+            return [rec for run in _shape_runs(samples, cfg.slices_per_network)
                     for rec in self._fit_joint([samples[i] for i in run], [seeds[i] for i in run])]
         if not self._batched():
             return [self.with_seed(seed)(sample) for sample, seed in zip(samples, seeds)]
@@ -433,7 +493,8 @@ class UntrainedReconstructor:
 
     def _fit_joint(self, samples: Sequence[MRISample], seeds: Sequence[int]) -> list[Reconstruction]:
         """The slices ``samples`` (one shape) fitted by one network per ensemble member
-        (:class:`JointProblem`), seeded by the first slice's seed; a run of one slice is an
+        (:class:`JointProblem`), seeded by the first slice's seed, then each slice alone from its
+        copy of that network for ``joint_refine_config().iterations``; a run of one slice is an
         ordinary fit."""
         if len(samples) == 1:
             return [self.with_seed(seeds[0])(samples[0])]
@@ -441,23 +502,31 @@ class UntrainedReconstructor:
         problems = [MRIProblem(sample, cfg) for sample in samples]
         joint = JointProblem(problems)
         fit_cfg = dataclasses.replace(cfg.joint_fit_config(), show_progress=self.show_progress)
+        refine_cfg = dataclasses.replace(cfg.joint_refine_config(), show_progress=self.show_progress)
         outputs: list[list[torch.Tensor]] = [[] for _ in problems]
         seconds = 0.0
+        run = f"{samples[0].fname}:{samples[0].slice_num}-{samples[-1].slice_num}"
         for member in range(cfg.ensemble):
             seed = seeds[0] + member
-            desc = f"{cfg.method} {samples[0].fname}:{samples[0].slice_num}-{samples[-1].slice_num} (joint)"
-            if cfg.ensemble > 1:
-                desc += f" [{member + 1}/{cfg.ensemble}]"
-            result = fit(joint.build_net(seed), joint.forward_model(), joint.kspace,
-                         dataclasses.replace(fit_cfg, seed=seed), description=desc)
-            for slice_outputs, output in zip(outputs, joint.split(result.output)):
-                slice_outputs.append(output)
+            suffix = f" [{member + 1}/{cfg.ensemble}]" if cfg.ensemble > 1 else ""
+            net = joint.build_net(seed)
+            result = fit(net, joint.forward_model(), joint.kspace, dataclasses.replace(fit_cfg, seed=seed),
+                         description=f"{cfg.method} {run} (joint){suffix}")
             seconds += result.seconds
             if member == 0:
                 self.last_fit = result
+            for index, (problem, output) in enumerate(zip(problems, joint.split(result.output))):
+                if refine_cfg.iterations > 0:
+                    refined = fit(joint.slice_net(net, index, seed), problem.forward_model(problem.mask),
+                                  problem.kspace, dataclasses.replace(refine_cfg, seed=seed),
+                                  description=f"{cfg.method} {problem.sample.fname}:{problem.sample.slice_num} "
+                                              f"(refine){suffix}")
+                    output, seconds = refined.output, seconds + refined.seconds
+                outputs[index].append(output)
         info = {"ensemble": cfg.ensemble, "warm_start": False, "joint": len(problems),
-                "iterations": result.iterations, "returned_iteration": result.returned_iteration,
-                "stop_reason": result.stop_reason, "seconds": seconds / len(problems)}
+                "iterations": result.iterations, "refine_iterations": refine_cfg.iterations,
+                "returned_iteration": result.returned_iteration, "stop_reason": result.stop_reason,
+                "seconds": seconds / len(problems)}
         return [finish_members(problem, slice_outputs, {**info, "grid_rows": problem.rows})
                 for problem, slice_outputs in zip(problems, outputs)]
 

@@ -1,4 +1,4 @@
-"""Time to a reconstructed volume: every slice from scratch vs warm starts from the neighbour.
+"""Time to a reconstructed volume: every slice from scratch vs warm starts, joint networks, the defaults.
 
     .venv/bin/python scripts/bench_volume.py --out outputs/bench_volume          # the documented table
     .venv/bin/python scripts/bench_volume.py --quick --out outputs/bench_volume_q  # seconds (tests)
@@ -12,9 +12,11 @@ in these variants:
 - ``scratch``: every slice fitted from scratch (``warm_start=0``);
 - ``warm``: the first slice from scratch, every other from its fitted neighbour for
   ``--warm-fraction`` of the method's iterations (``UntrainedConfig.warm_start``);
-- ``joint``: the slices fitted by one network per run of ``--joint-slices`` slices
-  (``UntrainedConfig.joint_slices``; iterations and learning rate ``JOINT_SCALE[method]`` x the
-  method's, or ``--joint-iterations``);
+- ``joint``: the slices fitted by one network per run of ``--joint-slices`` slices, then each
+  alone from its copy of it (``UntrainedConfig.joint_slices``; iterations, learning rate and the
+  per-slice steps after it ``JOINT_BUDGET[method]`` x the method's, or ``--joint-iterations`` and
+  ``--joint-refine``);
+- ``default``: the package's defaults, nothing chosen (``DEFAULT_JOINT_SLICES``);
 - ``batched`` (not run by default on a CPU): all slices, and their ensemble members, from scratch
   in one pass (``UntrainedConfig.batch``; ``scripts/bench_batched.py`` times one step of it).
 
@@ -38,7 +40,7 @@ from fastmri_untrained.pipeline import write_json
 
 CENTRE = {4: 0.08, 8: 0.04}
 METHODS = ("conv-decoder", "deep-decoder")
-VARIANTS = ("scratch", "warm", "joint", "batched")
+VARIANTS = ("scratch", "warm", "joint", "batched", "default")
 SHAPE, QUICK_SHAPE = (256, 192), (64, 48)
 QUICK_ITERATIONS = 8
 
@@ -56,13 +58,16 @@ def run_one(args) -> dict:
     if args.quick:
         fit["iterations"] = QUICK_ITERATIONS
     warm = max(1, round(args.warm_fraction * fit["iterations"])) if variant == "warm" else 0
-    batch = args.slices if variant == "batched" else 1
-    joint = min(args.joint_slices, args.slices) if variant == "joint" else 1
     fit_seed = args.seed if args.fit_seed is None else args.fit_seed
-    config = UntrainedConfig(method=method, fit=FitConfig(**fit, seed=fit_seed), seed=fit_seed, warm_start=warm,
-                             batch=batch, joint_slices=joint, joint_iterations=args.joint_iterations,
-                             device=args.device)
+    choices = {"scratch": dict(joint_slices=1), "warm": dict(warm_start=warm, joint_slices=1),
+               "joint": dict(joint_slices=args.joint_slices, joint_iterations=args.joint_iterations,
+                             joint_refine=args.joint_refine),
+               "batched": dict(batch=args.slices, joint_slices=1), "default": {}}[variant]
+    config = UntrainedConfig(method=method, fit=FitConfig(**fit, seed=fit_seed), seed=fit_seed, device=args.device,
+                             **choices)
+    joint = min(config.slices_per_network, args.slices)
     iterations = (config.joint_fit_config() if joint > 1 else config.fit_config()).iterations
+    refine = config.joint_refine_config().iterations if joint > 1 else 0
     out = Path(args.out) / "recon" / f"{method}_{accel}x_{variant}"
     start = time.perf_counter()
     rows = reconstruct_dataset(Path(args.out) / "data", out, method,
@@ -73,7 +78,7 @@ def run_one(args) -> dict:
     wall = time.perf_counter() - start
     row = rows[0]
     return {"method": method, "acceleration": accel, "variant": variant, "fit_seed": fit_seed, "warm_start": warm,
-            "joint_slices": joint, "iterations": iterations, "slices": args.slices, "wall_s": wall,
+            "joint_slices": joint, "iterations": iterations, "refine_iterations": refine, "slices": args.slices, "wall_s": wall,
             "s_per_slice": wall / args.slices, "SSIM": row["SSIM"], "PSNR": row["PSNR"], "NMSE": row["NMSE"],
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -97,7 +102,8 @@ def table(rows: list[dict]) -> str:
         ratio = f"{r['wall_s'] / base['wall_s']:.2f}" if base else "-"
         delta = f"{r['SSIM'] - base['SSIM']:+.4f}" if base else "-"
         variant = r["variant"] + (f" ({r['joint_slices']} slices)" if r.get("joint_slices", 1) > 1 else "")
-        iterations = f"{r['iterations']}" + (f", warm {r['warm_start']}" if r["warm_start"] else "")
+        iterations = (f"{r['iterations']}" + (f", warm {r['warm_start']}" if r["warm_start"] else "")
+                      + (f" + {r['refine_iterations']} per slice" if r.get("refine_iterations") else ""))
         lines.append(f"| {r['method']} | {r['acceleration']}x | {variant} | {iterations} | "
                      f"{r['wall_s']:.0f} | {r['s_per_slice']:.1f} | {r['SSIM']:.4f} | {r['PSNR']:.2f} | {ratio} | "
                      f"{delta} | {r['peak_rss_mib']:.0f} |")
@@ -110,13 +116,16 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, required=True, help="output directory (data, runs, results)")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--accelerations", nargs="+", type=int, choices=sorted(CENTRE), default=[4, 8])
-    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=["scratch", "joint"])
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=["scratch", "default"])
     p.add_argument("--slices", type=int, default=8, help="contiguous slices in the volume (at most 10)")
     p.add_argument("--warm-fraction", type=float, default=0.2,
                    help="warm-started slices run this fraction of the method's iterations")
     p.add_argument("--joint-slices", type=int, default=8, help="slices per joint network (variant joint)")
     p.add_argument("--joint-iterations", type=int, default=None,
-                   help="iterations of each joint network (default: the package's JOINT_SCALE)")
+                   help="iterations of each joint network (variant joint; default: the package's JOINT_BUDGET)")
+    p.add_argument("--joint-refine", type=int, default=None,
+                   help="iterations of each slice alone after the joint network (variant joint; default: the "
+                        "package's JOINT_BUDGET)")
     p.add_argument("--seed", type=int, default=0, help="the simulated volume (and the fits, unless --fit-seed)")
     p.add_argument("--fit-seed", type=int, default=None,
                    help="the networks' seed (initialisation, input) alone: the same volume, another draw of the fits")
@@ -148,6 +157,8 @@ def main(argv=None) -> int:
                         cmd += ["--fit-seed", str(args.fit_seed)]
                     if args.joint_iterations:
                         cmd += ["--joint-iterations", str(args.joint_iterations)]
+                    if args.joint_refine is not None:
+                        cmd += ["--joint-refine", str(args.joint_refine)]
                     done = subprocess.run(cmd, capture_output=True, text=True)
                     if done.returncode != 0:
                         print(done.stderr[-3000:], file=sys.stderr)

@@ -24,8 +24,8 @@ from fastmri_untrained.mri import sample_from_varnet
 from fastmri_untrained.nets import build_net
 from fastmri_untrained.operators.mri import SubsampledFourier
 from fastmri_untrained.pipeline import (MaskSpec, for_slice, iterate_volumes, make_reconstructor,
-                                        read_reconstruction)
-from fastmri_untrained.recon import UntrainedConfig
+                                        read_reconstruction, slice_seed)
+from fastmri_untrained.recon import UntrainedConfig, UntrainedReconstructor
 
 SHAPE = (96, 64)
 MASK = MaskSpec("equispaced_fraction", (4,), (0.16,))
@@ -50,9 +50,17 @@ def sim_dir(tmp_path_factory) -> Path:
 
 
 def plain_volumes(sim_dir, reconstructor) -> dict:
-    """The reference: each slice reconstructed directly, no Lightning, stacked per volume."""
-    return {name: np.stack([for_slice(reconstructor, s)(s).image for s in samples])
-            for name, samples in iterate_volumes(sorted(sim_dir.glob("*.h5")), "multicoil", MASK)}
+    """The reference, no Lightning: each slice reconstructed directly, stacked per volume (a volume
+    that an un-trained configuration fits K slices at a time: reconstruct_volume with the
+    driver's seeds per slice)."""
+    volumes = {}
+    for name, samples in iterate_volumes(sorted(sim_dir.glob("*.h5")), "multicoil", MASK):
+        if isinstance(reconstructor, UntrainedReconstructor) and reconstructor.config.slices_per_pass > 1:
+            seeds = [slice_seed(reconstructor.config.seed, s.fname, s.slice_num) for s in samples]
+            volumes[name] = np.stack([r.image for r in reconstructor.reconstruct_volume(samples, seeds)])
+        else:
+            volumes[name] = np.stack([for_slice(reconstructor, s)(s).image for s in samples])
+    return volumes
 
 
 def trainer(tmp_path, **kwargs) -> pl.Trainer:
@@ -115,7 +123,8 @@ def test_deep_decoder_fitted_inside_predict_step_matches_pipeline(sim_dir, tmp_p
     # or return the initial network output, which the reference run did not).
     module, _, predicted = run_module(sim_dir, out, "deep-decoder", untrained=cfg, stage="predict",
                                       tmp_path=tmp_path)
-    predictions = [p for step in predicted for p in step]  # predict_step: the slices finished at each step
+    # predict_step: the slices finished at each step (None while a joint run waits for its slices)
+    predictions = [p for step in predicted if step for p in step]
     assert [(p["fname"], p["slice_num"]) for p in predictions] == [
         (n, k) for n in sorted(p.name for p in sim_dir.glob("*.h5")) for k in range(2)]
     for name in sorted(p.name for p in sim_dir.glob("*.h5")):

@@ -1,6 +1,7 @@
 """Volumes: contiguous simulated slabs, warm starts from the neighbouring slice, ensemble uncertainty."""
 
 import dataclasses
+import json
 
 import h5py
 import numpy as np
@@ -151,7 +152,7 @@ def test_batched_slices_through_the_driver_equal_slice_by_slice(tmp_path):
     simulate_dataset(tmp_path / "data", num_volumes=1, slices=3, coils=2, shape=(64, 48), show_progress=False)
     outs = {}
     for batch in (1, 2):
-        config = UntrainedConfig(method="deep-decoder", net=dict(channels=8, layers=3), batch=batch,
+        config = UntrainedConfig(method="deep-decoder", net=dict(channels=8, layers=3), batch=batch, joint_slices=1,
                                  fit=FitConfig(iterations=10, show_progress=False))
         out = tmp_path / f"batch{batch}"
         fu.reconstruct_dataset(tmp_path / "data", out, "deep-decoder", mask=MaskSpec(center_fractions=(0.16,)),
@@ -215,10 +216,12 @@ def test_bench_volume_quick_runs_every_variant(tmp_path, load_script):
 
     bench = load_script("bench_volume")
     assert bench.main(["--quick", "--out", str(tmp_path), "--slices", "2", "--methods", "deep-decoder",
-                       "--accelerations", "4", "--variants", "scratch", "warm", "joint", "batched"]) == 0
+                       "--accelerations", "4", "--variants", "scratch", "warm", "joint", "batched", "default"]) == 0
     rows = {r["variant"]: r for r in json.loads((tmp_path / "results.json").read_text())["rows"]}
-    assert set(rows) == {"scratch", "warm", "joint", "batched"} and rows["warm"]["warm_start"] > 0
+    assert set(rows) == {"scratch", "warm", "joint", "batched", "default"} and rows["warm"]["warm_start"] > 0
     assert rows["joint"]["joint_slices"] == 2 and rows["joint"]["iterations"] >= rows["scratch"]["iterations"]
+    # The package default for the deep decoder on a volume is its joint network.
+    assert rows["default"]["joint_slices"] == 2 and rows["scratch"]["joint_slices"] == 1
     assert rows["batched"]["SSIM"] == pytest.approx(rows["scratch"]["SSIM"], abs=1e-4)
     assert "| deep-decoder | 4x | joint (2 slices) |" in (tmp_path / "results.md").read_text()
 
@@ -271,7 +274,56 @@ def test_joint_slices_fit_runs_of_a_volume_with_one_network_and_a_last_single_sl
     assert not np.allclose(results[0].image, results[1].image)
 
 
+@pytest.mark.parametrize("method", ["conv-decoder", "deep-decoder", "dip"])
+def test_a_slice_net_of_a_joint_network_outputs_that_slice_channels(tmp_path, method):
+    from fastmri_untrained.recon import JointProblem, MRIProblem
+
+    samples = _contiguous_samples(tmp_path, center=0.2)
+    net = {"dip": dict(levels=2, channels_down=8, channels_up=8)}.get(method, dict(channels=8, layers=3))
+    problems = [MRIProblem(s, UntrainedConfig(method=method, net=net)) for s in samples]
+    joint = JointProblem(problems)
+    joint_net = joint.build_net(seed=4)
+    with torch.no_grad():
+        for i, part in enumerate(joint.split(joint_net())):
+            # The same layers on the same input, the slice's rows of the last convolution: the same
+            # numbers, up to float32 rounding of a convolution with fewer output channels.
+            torch.testing.assert_close(joint.slice_net(joint_net, i, seed=4)(), part, rtol=1e-5, atol=1e-6)
+
+
+def test_joint_refine_fits_each_slice_alone_after_the_joint_network(tmp_path):
+    samples = _contiguous_samples(tmp_path)
+    base = dict(method="conv-decoder", net=dict(channels=8, layers=3), joint_slices=3, joint_iterations=6,
+                fit=FitConfig(iterations=5, show_progress=False))
+    plain = UntrainedReconstructor(UntrainedConfig(**base, joint_refine=0), show_progress=False)
+    refined = UntrainedReconstructor(UntrainedConfig(**base, joint_refine=4), show_progress=False)
+    before, after = plain.reconstruct_volume(samples), refined.reconstruct_volume(samples)
+    assert [r.info["refine_iterations"] for r in after] == [4, 4, 4]
+    assert all(np.isfinite(r.image).all() for r in after)
+    # Refining moves every slice, each by its own data.
+    assert all(not np.allclose(a.image, b.image) for a, b in zip(before, after))
+
+
+def test_default_joint_slices_per_method_and_where_per_slice_fits_are_asked_for():
+    from fastmri_untrained.recon import DEFAULT_FIT, DEFAULT_JOINT_SLICES, JOINT_BUDGET
+
+    for method in ("conv-decoder", "deep-decoder", "dip"):
+        cfg = UntrainedConfig(method=method)
+        assert cfg.joint_slices is None and cfg.slices_per_network == DEFAULT_JOINT_SLICES[method]
+        refine = cfg.joint_refine_config()
+        assert refine.iterations == round(JOINT_BUDGET[method].refine * DEFAULT_FIT[method]["iterations"])
+        assert refine.lr == pytest.approx(JOINT_BUDGET[method].refine_lr * DEFAULT_FIT[method]["lr"])
+    assert UntrainedConfig(method="deep-decoder").slices_per_network == 8
+    # Warm starts, batches and held-out stopping are fits per slice: the default gives way to them.
+    for other in (dict(warm_start=3), dict(batch=2), dict(early_stop="holdout")):
+        assert UntrainedConfig(method="deep-decoder", **other).slices_per_network == 1
+    assert UntrainedConfig(method="deep-decoder", joint_slices=1).slices_per_pass == 1
+    with pytest.raises(ValueError, match="joint_refine"):
+        UntrainedConfig(joint_refine=-1)
+
+
 def test_joint_slices_refuse_what_they_cannot_combine_with():
+    from fastmri_untrained.recon import JOINT_BUDGET
+
     for other in (dict(warm_start=3), dict(batch=2), dict(early_stop="holdout")):
         with pytest.raises(InputError, match="joint_slices") as err:
             UntrainedConfig(joint_slices=2, **other)
@@ -280,9 +332,11 @@ def test_joint_slices_refuse_what_they_cannot_combine_with():
         UntrainedConfig(joint_slices=0)
     with pytest.raises(ValueError, match="joint_iterations"):
         UntrainedConfig(joint_slices=2, joint_iterations=0)
-    # The per-slice budget scaled by the method's factor, unless set.
+    # The per-slice budget scaled by the method's factors, unless set.
     cfg = UntrainedConfig(method="conv-decoder", joint_slices=8)
-    assert cfg.joint_fit_config().iterations > cfg.fit_config().iterations
+    budget = JOINT_BUDGET["conv-decoder"]
+    assert cfg.joint_fit_config().iterations == round(budget.iterations * cfg.fit_config().iterations)
+    assert cfg.joint_fit_config().lr == pytest.approx(budget.lr * cfg.fit_config().lr)
     assert UntrainedConfig(joint_slices=8, joint_iterations=40).joint_fit_config().iterations == 40
 
 
@@ -300,6 +354,8 @@ def test_cli_joint_slices_through_the_driver_and_its_bad_combinations(tmp_path, 
     assert main(["reconstruct", *common, "--out", str(tmp_path / "bad"), "--joint-slices", "2",
                  "--warm-start", "2"]) == 2
     assert "--joint-slices" in capsys.readouterr().err
-    assert main(["reconstruct", *common, "--out", str(tmp_path / "bad2"), "--joint-slices", "2",
-                 "--report-holdout", "0.1"]) == 2
-    assert "--report-holdout" in capsys.readouterr().err
+    # The held-out score of joint fits refits each run together without its held-out samples.
+    assert main(["reconstruct", *common, "--out", str(tmp_path / "holdout"), "--joint-slices", "2",
+                 "--report-holdout", "0.1"]) == 0
+    (score,) = json.loads((tmp_path / "holdout" / "holdout.json").read_text())["volumes"].values()
+    assert np.isfinite(score) and score > 0
