@@ -90,19 +90,19 @@ class JointBudget:
     refine_lr: float = 1.0
 
 
-# Measured with scripts/bench_volume.py (docs/benchmarks.md). The ConvDecoder's joint networks
-# leave its 4x volumes 0.01-0.02 SSIM short of its fits per slice; 100 steps per slice from the
-# joint network, at 1/16 of the learning rate (a full-rate Adam restart undoes the joint fit), gain
-# 0.010-0.017 on every draw measured. The deep decoder gains from sharing at its per-slice budget.
-# The DIP is not measured and takes the ConvDecoder's budget.
+# Measured with scripts/bench_volume.py (docs/benchmarks.md). The ConvDecoder's joint network
+# leaves its 4x volume short of its fits per slice; 100 steps per slice from the joint network, at
+# 1/16 of the learning rate (a full-rate Adam restart undoes the joint fit), gain 0.012 SSIM on the
+# same joint network. The deep decoder gains from sharing at its per-slice budget. The DIP is not
+# measured and takes the ConvDecoder's budget.
 JOINT_BUDGET = {"conv-decoder": JointBudget(iterations=1.0, lr=1.5, refine=0.1, refine_lr=1 / 16),
                 "deep-decoder": JointBudget(),
                 "dip": JointBudget(iterations=1.0, lr=1.5, refine=0.1, refine_lr=1 / 16)}
 # Slices one network fits by default (UntrainedConfig.joint_slices=None) where nothing per slice
 # (warm starts, batches, held-out early stopping) is asked for. The deep decoder's joint network
 # fits a volume in 13-16% of the time of its fits per slice at higher SSIM; the ConvDecoder's,
-# even refined, averages 0.005 SSIM below its fits per slice at 4x, so it stays per slice; the
-# DIP is not measured (docs/benchmarks.md).
+# even refined, scores below its fits per slice at 4x, so it stays per slice; the DIP is not
+# measured (docs/benchmarks.md).
 DEFAULT_JOINT_SLICES = {"conv-decoder": 1, "deep-decoder": 8, "dip": 1}
 
 
