@@ -332,8 +332,7 @@ def holdout_reconstruction(reconstructor, sample: MRISample, fraction: float, se
     """Reconstruct from all but a held-out ``fraction`` of the acquired samples (outside the
     calibration centre); returns (the NMSE with which the result predicts the held-out samples,
     the reconstruction)."""
-    fit_mask, held = holdout_split(sample.mask, fraction, seed=seed)
-    fit_sample = sample._replace(kspace=sample.kspace * fit_mask, mask=fit_mask)
+    fit_sample, held = _holdout_sample(sample, fraction, seed)
     result = reconstructor(fit_sample)
     return _holdout_nmse(result, sample, held), result
 
@@ -343,11 +342,15 @@ def holdout_scores_volume(reconstructor: UntrainedReconstructor, samples: list[M
     """:func:`holdout_score` of each of a volume's ``samples`` reconstructed together, as
     :meth:`UntrainedReconstructor.reconstruct_volume` does (joint networks): every slice loses its
     own held-out ``fraction`` (split from ``seed``), the slices are fitted with ``slice_seeds``."""
-    splits = [holdout_split(sample.mask, fraction, seed=seed) for sample in samples]
-    fit_samples = [sample._replace(kspace=sample.kspace * fit_mask, mask=fit_mask)
-                   for sample, (fit_mask, _) in zip(samples, splits)]
-    results = reconstructor.reconstruct_volume(fit_samples, slice_seeds)
-    return [_holdout_nmse(result, sample, held) for result, sample, (_, held) in zip(results, samples, splits)]
+    fit_samples, held = zip(*(_holdout_sample(sample, fraction, seed) for sample in samples))
+    results = reconstructor.reconstruct_volume(list(fit_samples), slice_seeds)
+    return [_holdout_nmse(result, sample, h) for result, sample, h in zip(results, samples, held)]
+
+
+def _holdout_sample(sample: MRISample, fraction: float, seed: int) -> tuple[MRISample, torch.Tensor]:
+    """``sample`` without a held-out ``fraction`` of its acquired samples, and the held-out mask."""
+    fit_mask, held = holdout_split(sample.mask, fraction, seed=seed)
+    return sample._replace(kspace=sample.kspace * fit_mask, mask=fit_mask), held
 
 
 def _holdout_nmse(result, sample: MRISample, held: torch.Tensor) -> float:
