@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 
 from .devices import DEVICE_HELP, parse_device
-from .errors import InputError
+from .errors import InputError, Terminated
 
 OUTPUT_FORMATS = ("fastmri", "nifti", "dicom")  # export.OUTPUT_FORMATS, without importing it here
 
@@ -203,7 +203,7 @@ def add_recon_args(p):
     p.add_argument("--joint-slices", type=_positive_int, metavar="K",
                    help="un-trained methods: fit up to K consecutive slices of a volume with ONE network (its "
                         "layers shared, an output per slice), then each slice briefly alone; a volume then costs "
-                        "about one slice's fit (default: 8 for deep-decoder; 1 for conv-decoder, dip and with "
+                        "about one slice's fit (default: 8 for conv-decoder and deep-decoder; 1 for dip and with "
                         "--warm-start, --batch-slices or --early-stop holdout; docs/benchmarks.md)")
     p.add_argument("--joint-iterations", type=_positive_int, metavar="N",
                    help="iterations of each joint network (default: per method)")
@@ -501,6 +501,10 @@ def main(argv=None) -> int:
         print(f"fastmri-untrained: error: {flag_for(exc.source, command_flags(args))}: {exc.problem}",
               file=sys.stderr)
         return 2
+    except Terminated:
+        print("fastmri-untrained: terminated (SIGTERM); finished volumes are kept, no partial file was written",
+              file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("fastmri-untrained: interrupted; finished volumes are kept, no partial file was written",
               file=sys.stderr)

@@ -1,7 +1,7 @@
-"""Errors raised for bad input: each names the file (or argument) and the problem."""
+"""Errors raised for bad input (each names the file or argument and the problem), and the
+interruption a SIGTERM causes."""
 
 from __future__ import annotations
-
 
 
 class InputError(ValueError):
@@ -15,3 +15,8 @@ class InputError(ValueError):
         self.source = str(source)
         self.problem = problem
         super().__init__(f"{self.source}: {problem}")
+
+
+class Terminated(KeyboardInterrupt):
+    """A run stopped by SIGTERM (a scheduler's, or ``kill``'s); handled as Ctrl-C is: finished
+    volumes kept, no partial file (``lightning.sigterm_as_interrupt``)."""

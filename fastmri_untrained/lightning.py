@@ -27,9 +27,12 @@ not subclass fastMRI's ``MriModule``):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
+import signal
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -42,7 +45,7 @@ import torch
 from torch.utils.data import DataLoader, SequentialSampler
 
 from .data.slices import FileSliceDataset, slice_dataset
-from .errors import InputError
+from .errors import InputError, Terminated
 from .evaluate import METRICS, VolumeTable
 from .fit import FitConfig, Fitter, FitResult, validation_every
 from .mri import MRISample, sample_from_varnet
@@ -472,6 +475,33 @@ def default_loggers(save_dir: Path, name: str = "reconstruct") -> list:
 # The dataset-level driver
 # --------------------------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within the block, SIGTERM interrupts the run at once, as Ctrl-C does, and surfaces as
+    :class:`Terminated`. Lightning's own handler (which runs first and still signals DDP
+    children) only notes the signal and stops between batches, i.e. after the fit of the volume
+    under way: minutes, longer than a scheduler waits before SIGKILL. Only the main thread can
+    set signal handlers; elsewhere the block runs unchanged."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+
+    def interrupt(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    except KeyboardInterrupt:
+        if received:
+            raise Terminated from None
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def reconstruct_dataset(data_path: Path | str, out_dir: Path | str, method: str = "conv-decoder",
                         challenge: str = "multicoil", mask: Optional[MaskSpec] = None,
                         reconstructor: Optional[Callable] = None, report_holdout: Optional[float] = None,
@@ -563,12 +593,13 @@ def reconstruct_dataset(data_path: Path | str, out_dir: Path | str, method: str 
                         enable_model_summary=False, enable_progress_bar=progress)
     metrics_json = out / "metrics.json"
     stamp = metrics_json.stat().st_mtime_ns if metrics_json.exists() else None
-    try:
-        runner.test(module, datamodule=data, verbose=False)
-    except SystemExit:
-        if runner.interrupted:  # Lightning turns Ctrl-C into exit(1) after its own teardown
-            raise KeyboardInterrupt from None
-        raise
+    with sigterm_as_interrupt():
+        try:
+            runner.test(module, datamodule=data, verbose=False)
+        except SystemExit:
+            if runner.interrupted:  # Lightning turns Ctrl-C into exit(1) after its own teardown
+                raise KeyboardInterrupt from None
+            raise
     if not runner.is_global_zero:
         return None
     if not module.rows and metrics_json.exists() and metrics_json.stat().st_mtime_ns != stamp:

@@ -82,28 +82,30 @@ class JointBudget:
     """The fit of a joint network (``UntrainedConfig.joint_slices``), relative to a method's
     per-slice fit: ``iterations`` and ``lr`` scale the per-slice ones; then each slice gets its own
     copy of the fitted network (:meth:`JointProblem.slice_net`) and ``refine`` x the per-slice
-    iterations more, alone, at ``refine_lr`` x the per-slice learning rate (0: none)."""
+    iterations more, alone, at ``refine_lr`` x the per-slice learning rate under
+    ``refine_schedule`` (0: none)."""
 
     iterations: float = 1.0
     lr: float = 1.0
     refine: float = 0.0
     refine_lr: float = 1.0
+    refine_schedule: str = "constant"
 
 
-# Measured with scripts/bench_volume.py (docs/benchmarks.md). The ConvDecoder's joint network
-# leaves its 4x volume short of its fits per slice; 100 steps per slice from the joint network, at
-# 1/16 of the learning rate (a full-rate Adam restart undoes the joint fit), gain 0.012 SSIM on the
-# same joint network. The deep decoder gains from sharing at its per-slice budget. The DIP is not
-# measured and takes the ConvDecoder's budget.
-JOINT_BUDGET = {"conv-decoder": JointBudget(iterations=1.0, lr=1.5, refine=0.1, refine_lr=1 / 16),
+# Measured with scripts/bench_volume.py and scripts/joint_refine_curve.py (docs/benchmarks.md).
+# The ConvDecoder's joint network leaves its volume short of its fits per slice; 150 steps per
+# slice from the joint network at a constant 1/10 of the learning rate close the gap (a full-rate
+# Adam restart undoes the joint fit; a decaying rate stops short). The deep decoder gains from
+# sharing at its per-slice budget. The DIP is not measured and takes the ConvDecoder's budget.
+JOINT_BUDGET = {"conv-decoder": JointBudget(iterations=1.0, lr=1.5, refine=0.15, refine_lr=0.1),
                 "deep-decoder": JointBudget(),
-                "dip": JointBudget(iterations=1.0, lr=1.5, refine=0.1, refine_lr=1 / 16)}
+                "dip": JointBudget(iterations=1.0, lr=1.5, refine=0.15, refine_lr=0.1)}
 # Slices one network fits by default (UntrainedConfig.joint_slices=None) where nothing per slice
-# (warm starts, batches, held-out early stopping) is asked for. The deep decoder's joint network
-# fits a volume in 13-16% of the time of its fits per slice at higher SSIM; the ConvDecoder's,
-# even refined, scores below its fits per slice at 4x, so it stays per slice; the DIP is not
-# measured (docs/benchmarks.md).
-DEFAULT_JOINT_SLICES = {"conv-decoder": 1, "deep-decoder": 8, "dip": 1}
+# (warm starts, batches, held-out early stopping) is asked for. On an 8-slice volume the deep
+# decoder's joint network takes 13-16% of the time of its fits per slice at higher SSIM; the
+# ConvDecoder's, refined, about a third of the time at SSIM +0.001 on average over two draws at
+# 4x (-0.006 and +0.008) and +0.08 at 8x. The DIP is not measured (docs/benchmarks.md).
+DEFAULT_JOINT_SLICES = {"conv-decoder": 8, "deep-decoder": 8, "dip": 1}
 
 
 def default_net(method: str, out_size) -> dict:
@@ -211,10 +213,12 @@ class UntrainedConfig:
     def joint_refine_config(self) -> FitConfig:
         """Each slice's own fit after a joint fit, from its copy of the joint network:
         ``joint_refine`` (default ``JOINT_BUDGET[method].refine`` x the per-slice iterations)
-        iterations at ``refine_lr`` x the per-slice learning rate (0 iterations: none)."""
+        iterations at ``refine_lr`` x the per-slice learning rate, under ``refine_schedule``
+        (0 iterations: none)."""
         fit_cfg, budget = self.fit_config(), JOINT_BUDGET[self.method]
         iterations = self.joint_refine if self.joint_refine is not None else round(budget.refine * fit_cfg.iterations)
-        return dataclasses.replace(fit_cfg, iterations=iterations, lr=budget.refine_lr * fit_cfg.lr)
+        return dataclasses.replace(fit_cfg, iterations=iterations, lr=budget.refine_lr * fit_cfg.lr,
+                                   lr_schedule=budget.refine_schedule)
 
     @property
     def slices_per_pass(self) -> int:

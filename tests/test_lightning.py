@@ -354,6 +354,40 @@ def test_ctrl_c_keeps_finished_volumes(sim_dir, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["file_sim_3_0.h5"]
 
 
+def test_sigterm_stops_a_fit_under_way_like_ctrl_c(tmp_path):
+    # A scheduler's SIGTERM, sent to the CLI while a fit runs (a budget it would take hours to
+    # spend): the process ends within seconds (Lightning alone would go on to the end of the
+    # volume), exits 143 with one line, and leaves no partial file.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data, out = tmp_path / "sim", tmp_path / "out"
+    simulate_dataset(data, challenge="multicoil", num_volumes=2, slices=1, coils=2, shape=(64, 48), seed=3,
+                     show_progress=False)
+    cmd = [sys.executable, "-m", "fastmri_untrained.cli", "reconstruct", "--data-path", str(data), "--out", str(out),
+           "--method", "conv-decoder", "--iterations", "10000000", "--channels", "8", "--layers", "3",
+           "--mask-type", "equispaced_fraction", "--accelerations", "4", "--center-fractions", "0.16"]
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("w") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        try:
+            deadline = time.monotonic() + 300  # start-up on a busy machine
+            while "it/s" not in stderr.read_text() and "s/it" not in stderr.read_text():  # the fit's progress bar
+                assert proc.poll() is None and time.monotonic() < deadline, stderr.read_text()[-2000:]
+                time.sleep(0.5)
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(timeout=120)
+        finally:
+            proc.kill()
+    text = stderr.read_text()
+    assert rc == 143, text[-2000:]
+    assert "terminated (SIGTERM); finished volumes are kept, no partial file was written" in text
+    assert sorted(p.name for p in out.iterdir()) == ["logs"]
+
+
 def test_volume_table_holds_every_processes_volumes_after_the_sum_reduction():
     """What torchmetrics' sum reduction does across processes, done by hand: each volume lives on
     one process, so the summed table is exact (adding zeros), in float64, NaN marking absent values."""

@@ -226,6 +226,27 @@ def test_bench_volume_quick_runs_every_variant(tmp_path, load_script):
     assert "| deep-decoder | 4x | joint (2 slices) |" in (tmp_path / "results.md").read_text()
 
 
+def test_joint_refine_curve_quick_reuses_its_joint_network(tmp_path, load_script):
+    # The diagnosis script's smoke size: a row per setting with the SSIM at each checkpoint, and a
+    # second call takes the cached joint network (the same joint SSIM) instead of refitting it.
+    import json
+
+    script = load_script("joint_refine_curve")
+    args = ["--quick", "--bench", str(tmp_path), "--slices", "2", "--every", "2",
+            "--refine", "constant:0.001:4", "cosine:0.001:3"]
+    assert script.main(args) == 0
+    assert script.main(args[:-1]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "joint_refine.jsonl").read_text().splitlines()]
+    assert [(r["schedule"], r["steps"]) for r in rows] == [("constant", 4), ("cosine", 3), ("constant", 4)]
+    assert list(rows[0]["ssim_at_step"]) == ["2", "4"] and list(rows[1]["ssim_at_step"]) == ["2", "3"]
+    assert rows[2]["joint_ssim"] == rows[0]["joint_ssim"]
+    # Same joint network, same seed, same setting: the same curve.
+    assert rows[2]["ssim_at_step"] == rows[0]["ssim_at_step"]
+    assert all(0 < v <= 1 for r in rows for v in r["ssim_at_step"].values())
+    with pytest.raises(SystemExit):
+        script.main(["--bench", str(tmp_path), "--refine", "linear:0.1:3"])
+
+
 def _contiguous_samples(tmp_path, slices=3, center=0.16):
     from fastmri_untrained.pipeline import iterate_volumes
 
@@ -312,6 +333,7 @@ def test_default_joint_slices_per_method_and_where_per_slice_fits_are_asked_for(
         refine = cfg.joint_refine_config()
         assert refine.iterations == round(JOINT_BUDGET[method].refine * DEFAULT_FIT[method]["iterations"])
         assert refine.lr == pytest.approx(JOINT_BUDGET[method].refine_lr * DEFAULT_FIT[method]["lr"])
+        assert refine.lr_schedule == JOINT_BUDGET[method].refine_schedule
     assert UntrainedConfig(method="deep-decoder").slices_per_network == 8
     # Warm starts, batches and held-out stopping are fits per slice: the default gives way to them.
     for other in (dict(warm_start=3), dict(batch=2), dict(early_stop="holdout")):
