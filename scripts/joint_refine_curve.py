@@ -105,10 +105,11 @@ def main(argv=None) -> int:
 
     out = args.out or args.bench / "joint_refine.jsonl"
     for schedule, lr, steps in args.refine:
+        # The package's refinement (UntrainedConfig.joint_refine_config), with the swept setting.
+        refine_cfg = dataclasses.replace(config.joint_refine_config(), iterations=steps, lr=lr, lr_schedule=schedule)
         images: dict[int, list] = {}
         start = time.perf_counter()
         for index, problem in enumerate(problems):
-            refine_cfg = dataclasses.replace(joint_cfg, iterations=steps, lr=lr, lr_schedule=schedule)
             fitter = Fitter(joint.slice_net(net, index, args.fit_seed), problem.forward_model(problem.mask),
                             problem.kspace, refine_cfg)
             while not fitter.done():

@@ -375,8 +375,8 @@ def test_sigterm_stops_a_fit_under_way_like_ctrl_c(tmp_path):
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, "OMP_NUM_THREADS": "1"})
         try:
             deadline = time.monotonic() + 300  # start-up on a busy machine
-            while "it/s" not in stderr.read_text() and "s/it" not in stderr.read_text():  # the fit's progress bar
-                assert proc.poll() is None and time.monotonic() < deadline, stderr.read_text()[-2000:]
+            while not any(rate in (text := stderr.read_text()) for rate in ("it/s", "s/it")):  # the fit's progress bar
+                assert proc.poll() is None and time.monotonic() < deadline, text[-2000:]
                 time.sleep(0.5)
             proc.send_signal(signal.SIGTERM)
             rc = proc.wait(timeout=120)
