@@ -13,7 +13,7 @@ On a board written by ``scripts/leaderboard_simulated.py`` (its ``BOARD/data``),
   package default and each remedy are reconstructed there (``OUT/tuning/<A>x/METHOD`` and
   ``METHOD+NAME``).
 - ``--split test``: each remedy on the board's 34 test slices; the default is the board's own
-  ``BOARD/<A>x/METHOD`` (reconstructed here only if the board lacks it).
+  ``BOARD/<A>x/METHOD`` (reconstructed in ``OUT`` if the board lacks it or with ``--common``).
 
 Then ``fastmri-untrained evaluate --paired-against METHOD``: every remedy minus the default on the
 same slices, with 95% bootstrap intervals over slices and over whole volumes, and the fraction of
@@ -122,7 +122,9 @@ def main(argv=None) -> dict:
         default = root / args.method
     else:
         data = args.board / "data" / "test"
-        default = args.board / f"{accel:g}x" / args.method
+        default = args.board / f"{accel:g}x" / args.method  # the board's own row, package defaults
+        if common or not (default / "timing.json").exists():
+            default = root / args.method  # never written into the board, nor with --common flags
     reconstruct(data, default, args.method, accel, cf, common, args.seed, log)
     variants = [default]
     for name, flags in args.remedy:

@@ -59,3 +59,14 @@ def test_bad_remedy_is_refused(scripts):
     _, remedies = scripts
     with pytest.raises(SystemExit):
         remedies.main(["--board", "b", "--out", "o", "--remedy", "no-equals-sign"])
+
+
+def test_test_split_never_writes_into_the_board(board, scripts, tmp_path):
+    _, remedies = scripts
+    out = tmp_path / "remedies"
+    result = remedies.main(["--board", str(board), "--out", str(out), "--center-fraction", "0.09", "--split", "test",
+                            "--remedy", "wider=--channels 24", "--common",
+                            "--iterations 3 --joint-iterations 3 --joint-refine 1 --layers 3 --channels 16"])
+    assert not (board / "8x").exists()  # the default with --common flags is fitted under OUT, not the board
+    test_slices = sum(h5py.File(f, "r")["kspace"].shape[0] for f in (board / "data" / "test").glob("*.h5"))
+    assert result["paired"]["conv-decoder+wider"]["SSIM"]["n"] == test_slices
