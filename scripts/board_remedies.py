@@ -34,7 +34,7 @@ from pathlib import Path
 import h5py
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from leaderboard_simulated import BOARD, mask_args, run_command, source_overlap  # noqa: E402
+from leaderboard_simulated import BOARD, reconstruct_argv, run_command, source_overlap  # noqa: E402
 
 from fastmri_untrained.data.readers import read_slice_sources  # noqa: E402
 from fastmri_untrained.pipeline import write_json  # noqa: E402
@@ -78,9 +78,7 @@ def reconstruct(data: Path, out: Path, method: str, accel: float, cf: float, fla
                 log: Path) -> None:
     if (out / "timing.json").exists():
         return
-    argv = ["reconstruct", "--data-path", str(data), "--out", str(out), "--method", method,
-            *mask_args([(accel, cf)]), *flags, "--seed", str(seed), "--device", "cpu", "--devices", "1",
-            "--no-progress"]
+    argv = reconstruct_argv(data, out, method, (accel, cf), flags, seed)
     seconds = run_command(argv, log=log)
     write_json(out / "timing.json", {"seconds": seconds, "command": shlex.join(argv)})
 
@@ -113,7 +111,8 @@ def main(argv=None) -> dict:
     if args.center_fraction is None and args.acceleration not in protocols:
         p.error(f"--acceleration must be one of {sorted(protocols)} (or give --center-fraction), "
                 f"got {args.acceleration:g}")
-    accel, cf = args.acceleration, args.center_fraction or protocols[args.acceleration]
+    accel = args.acceleration
+    cf = protocols[accel] if args.center_fraction is None else args.center_fraction
     common = shlex.split(args.common)
     root = args.out / args.split / f"{accel:g}x"
     log = args.out / "commands.log"

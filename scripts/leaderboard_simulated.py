@@ -190,6 +190,12 @@ def mask_args(protocols) -> list[str]:
              "--center-fractions", *(f"{c:g}" for _, c in protocols)])
 
 
+def reconstruct_argv(data: Path, out: Path, method: str, protocol: tuple, extra: list[str], seed: int) -> list[str]:
+    """``fastmri-untrained reconstruct`` of one method at one (acceleration, centre fraction), one CPU process."""
+    return ["reconstruct", "--data-path", str(data), "--out", str(out), "--method", method, *mask_args([protocol]),
+            *extra, "--seed", str(seed), "--device", "cpu", "--devices", "1", "--no-progress"]
+
+
 def train_baselines(setting: Setting, paths: dict, root: Path, seed: int) -> dict:
     """Train each baseline once on both protocols' masks; returns {kind: best checkpoint}."""
     checkpoints = {}
@@ -225,9 +231,7 @@ def reconstruct_protocol(setting: Setting, paths: dict, checkpoints: dict, root:
                         "--out", str(out), *masks, "--device", "cpu", "--no-progress"]
             else:
                 extra = list(setting.untrained_args) if method in UNTRAINED else []
-                argv = ["reconstruct", "--data-path", str(paths["test"]), "--out", str(out), "--method", method,
-                        *masks, *extra, "--seed", str(seed), "--device", "cpu", "--devices", "1",
-                        "--no-progress"]
+                argv = reconstruct_argv(paths["test"], out, method, (accel, cf), extra, seed)
             seconds = run_command(argv, log=root / "commands.log")
             write_json(timing_file, {"seconds": seconds, "slices": slices, "processes": 1,
                                      "threads": torch.get_num_threads(), "command": shlex.join(argv)})
