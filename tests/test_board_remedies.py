@@ -7,6 +7,14 @@ import numpy as np
 import pytest
 
 
+def slice_count(directory):
+    total = 0
+    for f in directory.glob("*.h5"):
+        with h5py.File(f, "r") as hf:
+            total += hf["kspace"].shape[0]
+    return total
+
+
 @pytest.fixture(scope="module")
 def scripts(load_script):
     return load_script("leaderboard_simulated"), load_script("board_remedies")
@@ -30,7 +38,7 @@ def test_remedy_is_paired_against_the_default_on_tuning_slices_only(board, scrip
     # validation (1 file) + one training file per source (2 sources); none is a test slice
     assert len(list(tuning.glob("*.h5"))) == 3
     assert not leaderboard.source_overlap(board / "data" / "test", [tuning])
-    slices = sum(h5py.File(f, "r")["kspace"].shape[0] for f in tuning.glob("*.h5"))
+    slices = slice_count(tuning)
     paired = result["paired"]["conv-decoder+ensemble2"]["SSIM"]
     assert paired["n"] == slices and paired["volumes"] == 3
     assert paired["ci_low"] <= paired["mean"] <= paired["ci_high"]
@@ -68,5 +76,4 @@ def test_test_split_never_writes_into_the_board(board, scripts, tmp_path):
                             "--remedy", "wider=--channels 24", "--common",
                             "--iterations 3 --joint-iterations 3 --joint-refine 1 --layers 3 --channels 16"])
     assert not (board / "8x").exists()  # the default with --common flags is fitted under OUT, not the board
-    test_slices = sum(h5py.File(f, "r")["kspace"].shape[0] for f in (board / "data" / "test").glob("*.h5"))
-    assert result["paired"]["conv-decoder+wider"]["SSIM"]["n"] == test_slices
+    assert result["paired"]["conv-decoder+wider"]["SSIM"]["n"] == slice_count(board / "data" / "test")
