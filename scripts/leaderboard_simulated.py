@@ -370,7 +370,9 @@ def run(setting: Setting, root: Path, seed: int = 0) -> dict:
     return result
 
 
-def main(argv=None) -> dict:
+def parse_setting(argv=None) -> tuple[Setting, argparse.Namespace]:
+    """The command line as a :class:`Setting` (a copy of the chosen size, changed by the flags) and
+    the parsed arguments; a bad flag exits 2 naming it."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", choices=sorted(SIZES), default="small",
                    help="small: the documented 2-slice board; board: 34 test slices from 3-D slabs and 2-D "
@@ -397,6 +399,11 @@ def main(argv=None) -> dict:
         setting.protocols = tuple(pc for pc in setting.protocols if pc[0] in args.accelerations)
     if args.trained is not None:
         setting.trained = tuple(args.trained)
+    return setting, args
+
+
+def main(argv=None) -> dict:
+    setting, args = parse_setting(argv)
     return run(setting, args.out, args.seed)
 
 

@@ -11,7 +11,9 @@
         The held-out NMSE of an un-trained fit every 50 iterations (constant learning rate unless
         --schedule), to see whether the default budget under- or over-fits real data;
         ``--members N`` fits N seeds and scores their running mean (does an ensemble help?);
-        ``--kspace-weight P`` weights the loss by |k|^P, ``--net channels=256`` resizes the network.
+        ``--kspace-weight P`` weights the loss by |k|^P, ``--net channels=256`` resizes the network;
+        ``--residual-of LAMDA`` fits the network to what the shifted L1-wavelet (weight LAMDA, through
+        the same maps) leaves unexplained and scores their sum (does the network add to L1-wavelet?).
     .venv/bin/python scripts/real_data_diagnosis.py weights --method l1-wavelet --lamdas 1e-4 3e-4 1e-3 3e-3 1e-2
         A classical method's weight on both real files (held-out NMSE) and on four simulated
         demo-size slices (seeds 0 and 1, 4x and 8x equispaced: held-out NMSE and SSIM to the
@@ -135,9 +137,17 @@ def curve(args) -> list[dict]:
         unweighted = forward_model
         forward_model = lambda output: weight * unweighted(output)  # noqa: E731
         measurements = weight * measurements
+    offset = 0.0
+    if args.residual_of is not None:
+        # The network models the L1-wavelet image's residual: data r = y - A x_L1, prediction x_L1 + G.
+        offset = l1_channels(problem, args.residual_of)
+        measurements = measurements - forward_model(offset)
 
     def holdout_nmse(output):
-        return kspace_nmse(full(problem.to_operator_input(output)), sample.kspace, held)
+        return kspace_nmse(full(problem.to_operator_input(output + offset)), sample.kspace, held)
+
+    if args.residual_of is not None:
+        print(json.dumps({"l1_wavelet_alone": args.residual_of, "holdout_nmse": holdout_nmse(0 * offset)}), flush=True)
 
     rows, member_outputs = [], []
     start = time.perf_counter()
@@ -167,11 +177,26 @@ def curve(args) -> list[dict]:
     return rows
 
 
+def l1_channels(problem: MRIProblem, lamda: float) -> torch.Tensor:
+    """The shifted L1-wavelet image (weight ``lamda``) of ``problem``'s measurements through its
+    maps, as a network output (1, 2, H, W) in the measurements' units."""
+    from fastmri_untrained.baselines import SigPyRecon
+    from fastmri_untrained.edges import from_numpy, to_numpy
+
+    if not problem.use_sense:
+        raise SystemExit("--residual-of needs --forward-model sense (one image through the maps)")
+    scale = normalisation(problem.kspace)
+    weights = np.broadcast_to(problem.mask.numpy(), problem.kspace.shape[-2:]).astype(np.float32)
+    image = from_numpy(SigPyRecon(method="l1-wavelet", cycle_spin=True).solve(
+        to_numpy(problem.kspace * scale), to_numpy(problem.maps), lamda, weights)) / scale
+    return torch.stack([image.real, image.imag])[None]
+
+
 def curve_row(args, what: str, iterations, values, seconds: float) -> dict:
     best = int(np.argmin(values))
     row = {"file": args.file, "fit": what,
            **{k: getattr(args, k) for k in ("method", "forward_model", "maps_crop", "iterations",
-                                            "lr", "schedule", "kspace_weight", "net")},
+                                            "lr", "schedule", "kspace_weight", "net", "residual_of")},
            "seconds": seconds, "best_holdout_nmse": values[best], "best_iteration": iterations[best],
            "last_holdout_nmse": values[-1], "curve": dict(zip(iterations, values))}
     print(json.dumps({k: v for k, v in row.items() if k != "curve"}), flush=True)
@@ -242,6 +267,8 @@ def main(argv=None) -> int:
     p.add_argument("--members", type=int, default=1,
                    help="curve: fit from seeds seed..seed+N-1 and score the mean of the first 2..N too")
     p.add_argument("--kspace-weight", type=float, default=0.0, help="loss weight |k|^P (0: unweighted)")
+    p.add_argument("--residual-of", type=float, metavar="LAMDA",
+                   help="curve: fit the residual of the shifted L1-wavelet at this weight (SENSE model)")
     p.add_argument("--net", nargs="*", default=[], help="network overrides, e.g. channels=128")
     p.add_argument("--cycle-spin", action="store_true",
                    help="weights, l1: L1-wavelet with random wavelet shifts (l1: the package's solver over crops)")

@@ -124,6 +124,17 @@ def test_the_documented_splits_keep_test_slices_out_of_training(size, load_scrip
         assert {p.slab_source for p in setting.test} >= {"mni152:T1", "dipy:S0_10slices"}
 
 
+def test_snr_flag_reaches_every_split_and_leaves_the_sizes_alone(load_script):
+    module = load_script("leaderboard_simulated")
+    setting, _ = module.parse_setting(["--size", "board", "--snr", "20"])
+    assert {part.config(setting, 0).snr for part in setting.train + setting.val + setting.test} == {20.0}
+    assert module.SIZES["board"].snr == 60.0  # a copy was changed, not the documented size
+    assert module.test_slices(setting) == module.test_slices(module.SIZES["board"])
+    with pytest.raises(SystemExit) as bad:
+        module.parse_setting(["--snr", "0"])
+    assert bad.value.code == 2
+
+
 def test_train_and_test_images_come_from_disjoint_sources():
     test = mr_images(3, (64, 64), seed=0, augment=False, sources=(0, 4, 8))
     train = mr_images(8, (64, 64), seed=1, augment=False, sources=(1, 2, 3, 5, 6, 7, 9, 10))
