@@ -21,9 +21,10 @@ def test_residual_reference_predicts_what_the_l1_wavelet_reconstruction_predicts
     assert offset.shape == (1, 2, *problem.out_size)
     predicted = problem.operator(torch.ones_like(problem.mask))(problem.to_operator_input(offset))
     reference = SigPyRecon(method="l1-wavelet", lamda=1e-3, cycle_spin=True)(sample).kspace
-    # Same solver, seed, maps and data: equal up to float32 rounding of the unscaling (1e-5 of
-    # the k-space's peak is about 100 float32 ulps, far below any difference of method).
-    assert torch.allclose(predicted, reference, atol=1e-5 * float(reference.abs().max()), rtol=0)
+    # Same solver, seed, maps and data. 100 iterations amplify rounding: the thread count alone
+    # moves the result by 1.4e-4 (relative norm, 1 vs 2 threads), a weight 20% off moves it by
+    # 2.1e-2; 2e-3 sits between them with a factor of about 10 to each.
+    assert float((predicted - reference).norm() / reference.norm()) < 2e-3
 
 
 def test_residual_reference_needs_the_sense_model(sample, load_script):
