@@ -273,6 +273,8 @@ def main(argv=None) -> int:
     p.add_argument("--cycle-spin", action="store_true",
                    help="weights, l1: L1-wavelet with random wavelet shifts (l1: the package's solver over crops)")
     args = p.parse_args(argv)
+    if args.residual_of is not None and args.forward_model != "sense":
+        p.error("--residual-of needs --forward-model sense (one image through the maps)")
     if not SHARED.is_dir():
         p.error(f"real k-space not found: {SHARED}")
     rows = {"l1": l1, "curve": curve, "weights": weights, "floor": floor}[args.what](args)

@@ -32,3 +32,11 @@ def test_residual_reference_needs_the_sense_model(sample, load_script):
     problem = MRIProblem(sample, UntrainedConfig(method="deep-decoder", forward_model="coil-images"))
     with pytest.raises(SystemExit, match="--forward-model sense"):
         module.l1_channels(problem, 1e-3)
+
+
+def test_residual_of_with_coil_images_is_refused_at_the_command_line(load_script, capsys):
+    module = load_script("real_data_diagnosis")
+    with pytest.raises(SystemExit) as bad:
+        module.main(["curve", "--forward-model", "coil-images", "--residual-of", "3e-3"])
+    assert bad.value.code == 2
+    assert "--residual-of needs --forward-model sense" in capsys.readouterr().err
