@@ -138,15 +138,14 @@ def curve(args) -> list[dict]:
         forward_model = lambda output: weight * unweighted(output)  # noqa: E731
         measurements = weight * measurements
     offset = 0.0
-    if args.residual_of is not None:
-        # The network models the L1-wavelet image's residual: data r = y - A x_L1, prediction x_L1 + G.
-        offset = l1_channels(problem, args.residual_of)
-        measurements = measurements - forward_model(offset)
 
     def holdout_nmse(output):
         return kspace_nmse(full(problem.to_operator_input(output + offset)), sample.kspace, held)
 
     if args.residual_of is not None:
+        # The network models the L1-wavelet image's residual: data r = y - A x_L1, prediction x_L1 + G.
+        offset = l1_channels(problem, args.residual_of)
+        measurements = measurements - forward_model(offset)
         print(json.dumps({"l1_wavelet_alone": args.residual_of, "holdout_nmse": holdout_nmse(0 * offset)}), flush=True)
 
     rows, member_outputs = [], []
