@@ -13,7 +13,8 @@
         ``--members N`` fits N seeds and scores their running mean (does an ensemble help?);
         ``--kspace-weight P`` weights the loss by |k|^P, ``--net channels=256`` resizes the network;
         ``--residual-of LAMDA`` fits the network to what the shifted L1-wavelet (weight LAMDA, through
-        the same maps) leaves unexplained and scores their sum (does the network add to L1-wavelet?).
+        the same maps) leaves unexplained and scores their sum (does the network add to L1-wavelet?);
+        ``--wavelet-penalty LAMDA`` adds L1-wavelet's shifted penalty (SigPy's weight) to the loss.
     .venv/bin/python scripts/real_data_diagnosis.py weights --method l1-wavelet --lamdas 1e-4 3e-4 1e-3 3e-3 1e-2
         A classical method's weight on both real files (held-out NMSE) and on four simulated
         demo-size slices (seeds 0 and 1, 4x and 8x equispaced: held-out NMSE and SSIM to the
@@ -31,6 +32,7 @@ Prints one line per configuration and appends it as JSON to ``--out`` (default
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -43,7 +45,7 @@ import torch
 import fastmri_untrained.baselines as baselines
 from fastmri_untrained import bart
 from fastmri_untrained.baselines import normalisation
-from fastmri_untrained.fit import EarlyStopConfig, FitConfig, fit
+from fastmri_untrained.fit import EarlyStopConfig, FitConfig, data_scale, fit
 from fastmri_untrained.mri import holdout_split, kspace_nmse, kspace_noise_std, reduced_problem
 from fastmri_untrained.operators.espirit import espirit_maps
 from fastmri_untrained.operators.fourier import fft2c
@@ -155,15 +157,22 @@ def curve(args) -> list[dict]:
         outputs = []
         member_outputs.append(outputs)
 
-        def validation(output):
-            outputs.append(output.clone())
-            return holdout_nmse(output)
-
         seed = args.seed + member
         fit_cfg = FitConfig(**{**DEFAULT_FIT[args.method], "iterations": args.iterations, "lr": args.lr,
                                "lr_schedule": args.schedule, "seed": seed, "show_progress": True},
                             early_stop=EarlyStopConfig(check_every=50, patience=10 ** 9))
-        res = fit(problem.build_net(seed), forward_model, measurements, fit_cfg,
+        member_model, member_measurements, output_scale = forward_model, measurements, 1.0
+        if args.wavelet_penalty is not None:
+            output_scale = data_scale(problem.build_net(seed), forward_model, measurements)
+            member_model, member_measurements = with_wavelet_penalty(
+                problem, forward_model, measurements, args.wavelet_penalty, seed, output_scale)
+            fit_cfg = dataclasses.replace(fit_cfg, scale_data=False)
+
+        def validation(output):
+            outputs.append(output / output_scale)
+            return holdout_nmse(output / output_scale)
+
+        res = fit(problem.build_net(seed), member_model, member_measurements, fit_cfg,
                   validation=validation, description=f"{args.method} {args.forward_model} seed {seed}")
         rows.append(curve_row(args, f"seed {seed}", res.history["validation_iteration"], res.history["validation"],
                               time.perf_counter() - start))
@@ -174,6 +183,42 @@ def curve(args) -> list[dict]:
             rows.append(curve_row(args, f"mean of {member + 1}", res.history["validation_iteration"], mean,
                                   time.perf_counter() - start))
     return rows
+
+
+def with_wavelet_penalty(problem: MRIProblem, data_model, measurements: torch.Tensor, lamda: float, seed: int,
+                         fit_scale: float):
+    """The fit's loss ||A G - y||^2 plus L1-wavelet's penalty on the network's image, as extra
+    residual entries (an entry sqrt(c |w|) adds c |w| to the squared norm the engine minimises).
+
+    SigPy's objective 1/2 ||A x - y||^2 + lamda ||W S x||_1 on k-space scaled by ``normalisation``
+    is, in the units of ``y``, proportional to ||A x - y||^2 + mu ||W S x||_1 with mu = 2 lamda /
+    normalisation. The engine's own data scaling would multiply the two terms by different powers
+    of its scale, so the fit runs unscaled (``FitConfig(scale_data=False)``) on the returned
+    measurements, which are ``y`` x ``fit_scale`` (the scale the engine would choose,
+    ``fit.data_scale``): the network's image is G = fit_scale x and the loss
+    ||A G - s y||^2 + mu s ||W S G||_1 = s^2 (||A x - y||^2 + mu ||W S x||_1). S is a new random
+    circular shift each step (cycle spinning, as ``ShiftedWaveletL1``); |w| is smoothed by a floor
+    far below the coefficients' scale so that its gradient stays finite at zero."""
+    import sigpy
+
+    from fastmri_untrained.operators.sigpy_bridge import SigPyLinop
+
+    if not problem.use_sense:
+        raise SystemExit("--wavelet-penalty needs --forward-model sense (one image through the maps)")
+    shape = tuple(problem.kspace.shape[-2:])
+    wavelet = SigPyLinop(sigpy.linop.Wavelet(shape, wave_name="db4"))
+    weight = 2 * lamda / normalisation(problem.kspace) * fit_scale
+    floor = 1e-8 * fit_scale / normalisation(problem.kspace)  # 1e-8 of the zero-filled image's peak
+    rng = np.random.default_rng(seed)
+    penalty_entries = wavelet(torch.zeros(shape, dtype=torch.complex64)).numel()
+
+    def penalised(output):
+        shift = [int(rng.integers(0, n)) for n in shape]
+        w = wavelet(torch.roll(problem.to_operator_input(output), shift, dims=(-2, -1)))
+        penalty = torch.sqrt(weight * torch.sqrt(w.real ** 2 + w.imag ** 2 + floor ** 2))
+        return torch.cat([data_model(output).flatten(), penalty.flatten().to(torch.complex64)])
+
+    return penalised, torch.cat([fit_scale * measurements.flatten(), torch.zeros(penalty_entries, dtype=torch.complex64)])
 
 
 def l1_channels(problem: MRIProblem, lamda: float) -> torch.Tensor:
@@ -195,7 +240,8 @@ def curve_row(args, what: str, iterations, values, seconds: float) -> dict:
     best = int(np.argmin(values))
     row = {"file": args.file, "fit": what,
            **{k: getattr(args, k) for k in ("method", "forward_model", "maps_crop", "iterations",
-                                            "lr", "schedule", "kspace_weight", "net", "residual_of")},
+                                            "lr", "schedule", "kspace_weight", "net", "residual_of",
+                                            "wavelet_penalty")},
            "seconds": seconds, "best_holdout_nmse": values[best], "best_iteration": iterations[best],
            "last_holdout_nmse": values[-1], "curve": dict(zip(iterations, values))}
     print(json.dumps({k: v for k, v in row.items() if k != "curve"}), flush=True)
@@ -268,12 +314,17 @@ def main(argv=None) -> int:
     p.add_argument("--kspace-weight", type=float, default=0.0, help="loss weight |k|^P (0: unweighted)")
     p.add_argument("--residual-of", type=float, metavar="LAMDA",
                    help="curve: fit the residual of the shifted L1-wavelet at this weight (SENSE model)")
+    p.add_argument("--wavelet-penalty", type=float, metavar="LAMDA",
+                   help="curve: add L1-wavelet's shifted penalty at this weight (SigPy units) to the fit's loss")
     p.add_argument("--net", nargs="*", default=[], help="network overrides, e.g. channels=128")
     p.add_argument("--cycle-spin", action="store_true",
                    help="weights, l1: L1-wavelet with random wavelet shifts (l1: the package's solver over crops)")
     args = p.parse_args(argv)
-    if args.residual_of is not None and args.forward_model != "sense":
-        p.error("--residual-of needs --forward-model sense (one image through the maps)")
+    for flag, value in (("--residual-of", args.residual_of), ("--wavelet-penalty", args.wavelet_penalty)):
+        if value is not None and args.forward_model != "sense":
+            p.error(f"{flag} needs --forward-model sense (one image through the maps)")
+    if args.residual_of is not None and args.wavelet_penalty is not None:
+        p.error("--residual-of and --wavelet-penalty exclude each other (the penalty is on the network's image)")
     if not SHARED.is_dir():
         p.error(f"real k-space not found: {SHARED}")
     rows = {"l1": l1, "curve": curve, "weights": weights, "floor": floor}[args.what](args)

@@ -40,3 +40,41 @@ def test_residual_of_with_coil_images_is_refused_at_the_command_line(load_script
         module.main(["curve", "--forward-model", "coil-images", "--residual-of", "3e-3"])
     assert bad.value.code == 2
     assert "--residual-of needs --forward-model sense" in capsys.readouterr().err
+
+
+def test_wavelet_penalty_adds_sigpys_l1_wavelet_term_in_the_fits_units(sample, load_script):
+    import numpy as np
+    import sigpy
+
+    from fastmri_untrained.baselines import normalisation
+    from fastmri_untrained.fit import squared_norm
+
+    module = load_script("real_data_diagnosis")
+    problem = MRIProblem(sample, UntrainedConfig(method="deep-decoder", forward_model="sense"))
+    data_model, lamda, fit_scale = problem.forward_model(problem.mask), 1e-3, 2.0
+    penalised, measurements = module.with_wavelet_penalty(problem, data_model, problem.kspace, lamda, 0, fit_scale)
+    output = problem.build_net(0)().detach()
+    n = problem.kspace.numel()  # the data entries come first, scaled; the penalty's are measured as 0
+    assert torch.equal(measurements[:n], fit_scale * problem.kspace.flatten()) and not measurements[n:].any()
+    entries = penalised(output)  # the first step: its shift is the generator's first draw
+    assert torch.equal(entries[:n], data_model(output).flatten())
+    penalty = float(squared_norm(entries[n:]))
+    # SigPy's L1-wavelet term lamda ||W S x_s||_1 on the image in SigPy's units (x_s = x * scale,
+    # x = G / fit_scale), shifted as the first step shifts; the fit's loss is SigPy's objective x
+    # 2 fit_scale^2 / scale^2.
+    scale = normalisation(problem.kspace)
+    image = problem.to_operator_input(output).numpy() / fit_scale * scale
+    rng = np.random.default_rng(0)
+    shift = [int(rng.integers(0, size)) for size in image.shape]
+    sigpy_term = lamda * np.abs(sigpy.linop.Wavelet(image.shape, wave_name="db4")(np.roll(image, shift, (0, 1)))).sum()
+    # float32 sums of about 10^4 terms: relative rounding near 1e-6; a weight off by 2 (the 1/2 of
+    # SigPy's data term forgotten) is off by a factor of 2.
+    assert penalty * scale ** 2 / (2 * fit_scale ** 2) == pytest.approx(sigpy_term, rel=1e-4)
+
+
+def test_wavelet_penalty_and_residual_exclude_each_other(load_script, capsys):
+    module = load_script("real_data_diagnosis")
+    with pytest.raises(SystemExit) as bad:
+        module.main(["curve", "--residual-of", "3e-3", "--wavelet-penalty", "3e-3"])
+    assert bad.value.code == 2
+    assert "exclude each other" in capsys.readouterr().err
