@@ -161,9 +161,10 @@ def curve(args) -> list[dict]:
         fit_cfg = FitConfig(**{**DEFAULT_FIT[args.method], "iterations": args.iterations, "lr": args.lr,
                                "lr_schedule": args.schedule, "seed": seed, "show_progress": True},
                             early_stop=EarlyStopConfig(check_every=50, patience=10 ** 9))
+        net = problem.build_net(seed)
         member_model, member_measurements, output_scale = forward_model, measurements, 1.0
         if args.wavelet_penalty is not None:
-            output_scale = data_scale(problem.build_net(seed), forward_model, measurements)
+            output_scale = data_scale(net, forward_model, measurements)
             member_model, member_measurements = with_wavelet_penalty(
                 problem, forward_model, measurements, args.wavelet_penalty, seed, output_scale)
             fit_cfg = dataclasses.replace(fit_cfg, scale_data=False)
@@ -172,7 +173,7 @@ def curve(args) -> list[dict]:
             outputs.append(output / output_scale)
             return holdout_nmse(output / output_scale)
 
-        res = fit(problem.build_net(seed), member_model, member_measurements, fit_cfg,
+        res = fit(net, member_model, member_measurements, fit_cfg,
                   validation=validation, description=f"{args.method} {args.forward_model} seed {seed}")
         rows.append(curve_row(args, f"seed {seed}", res.history["validation_iteration"], res.history["validation"],
                               time.perf_counter() - start))
@@ -207,8 +208,9 @@ def with_wavelet_penalty(problem: MRIProblem, data_model, measurements: torch.Te
         raise SystemExit("--wavelet-penalty needs --forward-model sense (one image through the maps)")
     shape = tuple(problem.kspace.shape[-2:])
     wavelet = SigPyLinop(sigpy.linop.Wavelet(shape, wave_name="db4"))
-    weight = 2 * lamda / normalisation(problem.kspace) * fit_scale
-    floor = 1e-8 * fit_scale / normalisation(problem.kspace)  # 1e-8 of the zero-filled image's peak
+    units = fit_scale / normalisation(problem.kspace)  # SigPy's image -> the network's
+    weight = 2 * lamda * units
+    floor = 1e-8 * units  # 1e-8 of the zero-filled image's peak
     rng = np.random.default_rng(seed)
     penalty_entries = wavelet(torch.zeros(shape, dtype=torch.complex64)).numel()
 

@@ -34,12 +34,17 @@ def test_residual_reference_needs_the_sense_model(sample, load_script):
         module.l1_channels(problem, 1e-3)
 
 
-def test_residual_of_with_coil_images_is_refused_at_the_command_line(load_script, capsys):
+@pytest.mark.parametrize("argv, message", [
+    (["--forward-model", "coil-images", "--residual-of", "3e-3"], "--residual-of needs --forward-model sense"),
+    (["--forward-model", "coil-images", "--wavelet-penalty", "3e-3"], "--wavelet-penalty needs --forward-model sense"),
+    (["--residual-of", "3e-3", "--wavelet-penalty", "3e-3"], "exclude each other"),
+])
+def test_curve_flags_that_do_not_fit_are_refused_at_the_command_line(argv, message, load_script, capsys):
     module = load_script("real_data_diagnosis")
     with pytest.raises(SystemExit) as bad:
-        module.main(["curve", "--forward-model", "coil-images", "--residual-of", "3e-3"])
+        module.main(["curve", *argv])
     assert bad.value.code == 2
-    assert "--residual-of needs --forward-model sense" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
 
 
 def test_wavelet_penalty_adds_sigpys_l1_wavelet_term_in_the_fits_units(sample, load_script):
@@ -70,11 +75,3 @@ def test_wavelet_penalty_adds_sigpys_l1_wavelet_term_in_the_fits_units(sample, l
     # float32 sums of about 10^4 terms: relative rounding near 1e-6; a weight off by 2 (the 1/2 of
     # SigPy's data term forgotten) is off by a factor of 2.
     assert penalty * scale ** 2 / (2 * fit_scale ** 2) == pytest.approx(sigpy_term, rel=1e-4)
-
-
-def test_wavelet_penalty_and_residual_exclude_each_other(load_script, capsys):
-    module = load_script("real_data_diagnosis")
-    with pytest.raises(SystemExit) as bad:
-        module.main(["curve", "--residual-of", "3e-3", "--wavelet-penalty", "3e-3"])
-    assert bad.value.code == 2
-    assert "exclude each other" in capsys.readouterr().err
