@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -207,12 +208,13 @@ def with_wavelet_penalty(problem: MRIProblem, data_model, measurements: torch.Te
     if not problem.use_sense:
         raise SystemExit("--wavelet-penalty needs --forward-model sense (one image through the maps)")
     shape = tuple(problem.kspace.shape[-2:])
-    wavelet = SigPyLinop(sigpy.linop.Wavelet(shape, wave_name="db4"))
+    linop = sigpy.linop.Wavelet(shape, wave_name="db4")
+    wavelet = SigPyLinop(linop)
     units = fit_scale / normalisation(problem.kspace)  # SigPy's image -> the network's
     weight = 2 * lamda * units
     floor = 1e-8 * units  # 1e-8 of the zero-filled image's peak
     rng = np.random.default_rng(seed)
-    penalty_entries = wavelet(torch.zeros(shape, dtype=torch.complex64)).numel()
+    penalty_entries = math.prod(linop.oshape)
 
     def penalised(output):
         shift = [int(rng.integers(0, n)) for n in shape]
